@@ -1,0 +1,363 @@
+//! Append-only logs, one per deployment, the permanent record of its output.
+//!
+//! `<id>.log` holds the lines exactly as sent (`GET /api/deployments/{id}/logs` serves it
+//! as is). `<id>.idx` holds one 16-byte record per line: the byte offset where the line
+//! ends and when it was written (Unix milliseconds), both little-endian. The index lets
+//! a viewer resume at `since=N` with one seek instead of re-reading the whole log.
+//!
+//! Order of writes: the log bytes, then the index records. A crash between the two
+//! leaves a log longer than its index; opening a writer truncates the log back to the
+//! last indexed line, so a line is either whole in both files or in neither.
+
+use protocol::{DeploymentId, LogLine, MAX_LINE_BYTES, Seq};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const RECORD: u64 = 16;
+
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    dir: PathBuf,
+}
+
+impl LogStore {
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<LogStore> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(LogStore { dir })
+    }
+
+    fn log_path(&self, id: DeploymentId) -> PathBuf {
+        self.dir.join(format!("{id}.log"))
+    }
+
+    fn idx_path(&self, id: DeploymentId) -> PathBuf {
+        self.dir.join(format!("{id}.idx"))
+    }
+
+    /// Opens the log of `id` for appending; its next line gets `count + 1`.
+    pub async fn writer(&self, id: DeploymentId) -> io::Result<LogWriter> {
+        let (log, idx) = (self.log_path(id), self.idx_path(id));
+        blocking(move || LogWriter::open(&log, &idx)).await
+    }
+
+    /// How many lines the log of `id` holds (0 when it has none yet).
+    pub async fn count(&self, id: DeploymentId) -> io::Result<Seq> {
+        match tokio::fs::metadata(self.idx_path(id)).await {
+            Ok(meta) => Ok(meta.len() / RECORD),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lines `from..=to` (1-based, clamped to what exists), read with one seek each file.
+    pub async fn read(&self, id: DeploymentId, from: Seq, to: Seq) -> io::Result<Vec<LogLine>> {
+        let (log, idx) = (self.log_path(id), self.idx_path(id));
+        blocking(move || read_range(&log, &idx, from.max(1), to)).await
+    }
+
+    /// The whole log, byte for byte the concatenation of its lines.
+    pub async fn read_all(&self, id: DeploymentId) -> io::Result<Vec<u8>> {
+        let (log, idx) = (self.log_path(id), self.idx_path(id));
+        blocking(move || {
+            let end = match indexed_end(&idx)? {
+                Some(end) => end,
+                None => return Ok(Vec::new()),
+            };
+            let mut bytes = Vec::with_capacity(end as usize);
+            File::open(&log)?.take(end).read_to_end(&mut bytes)?;
+            Ok(bytes)
+        })
+        .await
+    }
+
+    pub async fn remove(&self, id: DeploymentId) -> io::Result<()> {
+        for path in [self.log_path(id), self.idx_path(id)] {
+            match tokio::fs::remove_file(path).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("log store task failed: {e}")))?
+}
+
+/// Where the last indexed line ends, or `None` when there is no index.
+fn indexed_end(idx: &Path) -> io::Result<Option<u64>> {
+    let mut file = match File::open(idx) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let records = file.metadata()?.len() / RECORD;
+    if records == 0 {
+        return Ok(Some(0));
+    }
+    file.seek(SeekFrom::Start((records - 1) * RECORD))?;
+    let mut rec = [0u8; 16];
+    file.read_exact(&mut rec)?;
+    Ok(Some(decode(&rec).0))
+}
+
+fn decode(rec: &[u8]) -> (u64, i64) {
+    let mut end = [0u8; 8];
+    let mut ms = [0u8; 8];
+    end.copy_from_slice(&rec[..8]);
+    ms.copy_from_slice(&rec[8..16]);
+    (u64::from_le_bytes(end), i64::from_le_bytes(ms))
+}
+
+fn read_range(log: &Path, idx: &Path, from: Seq, to: Seq) -> io::Result<Vec<LogLine>> {
+    let mut idx_file = match File::open(idx) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let count = idx_file.metadata()?.len() / RECORD;
+    let to = to.min(count);
+    if from > to {
+        return Ok(Vec::new());
+    }
+    // Read the record before `from` too: its end is where line `from` starts.
+    let first_record = from - 1;
+    let skip_start = first_record == 0;
+    let start_record = if skip_start { 0 } else { first_record - 1 };
+    idx_file.seek(SeekFrom::Start(start_record * RECORD))?;
+    let records = to - start_record;
+    let mut raw = vec![0u8; (records * RECORD) as usize];
+    idx_file.read_exact(&mut raw)?;
+    let mut entries: Vec<(u64, i64)> = raw.chunks_exact(RECORD as usize).map(decode).collect();
+    let start = if skip_start { 0 } else { entries.remove(0).0 };
+    let end = entries.last().map_or(start, |e| e.0);
+    let mut bytes = vec![0u8; (end - start) as usize];
+    let mut log_file = File::open(log)?;
+    log_file.seek(SeekFrom::Start(start))?;
+    log_file.read_exact(&mut bytes)?;
+    let mut lines = Vec::with_capacity(entries.len());
+    let mut at = start;
+    for (n, (line_end, ms)) in entries.into_iter().enumerate() {
+        let slice = &bytes[(at - start) as usize..(line_end - start) as usize];
+        lines.push(LogLine {
+            seq: from + n as Seq,
+            line: String::from_utf8_lossy(slice).into_owned(),
+            timestamp: crate::time::from_millis(ms),
+        });
+        at = line_end;
+    }
+    Ok(lines)
+}
+
+/// The single writer of one deployment's log. Its methods block: call them through
+/// [`LogWriter::append`], which runs them on the blocking pool.
+#[derive(Debug)]
+pub struct LogWriter {
+    log: File,
+    idx: File,
+    end: u64,
+    last_seq: Seq,
+}
+
+impl LogWriter {
+    fn open(log_path: &Path, idx_path: &Path) -> io::Result<LogWriter> {
+        let mut idx = OpenOptions::new().create(true).read(true).append(true).open(idx_path)?;
+        let mut idx_len = idx.metadata()?.len();
+        if idx_len % RECORD != 0 {
+            // A torn record from a crash: drop it.
+            idx_len -= idx_len % RECORD;
+            idx.set_len(idx_len)?;
+        }
+        let last_seq = idx_len / RECORD;
+        let end = if last_seq == 0 {
+            0
+        } else {
+            idx.seek(SeekFrom::Start(idx_len - RECORD))?;
+            let mut rec = [0u8; 16];
+            idx.read_exact(&mut rec)?;
+            decode(&rec).0
+        };
+        let log = OpenOptions::new().create(true).append(true).open(log_path)?;
+        if log.metadata()?.len() != end {
+            log.set_len(end)?;
+        }
+        Ok(LogWriter { log, idx, end, last_seq })
+    }
+
+    pub fn last_seq(&self) -> Seq {
+        self.last_seq
+    }
+
+    /// Appends `lines` (each at most 16 KiB, normally ending in `\n`) and returns them
+    /// numbered. Runs on the blocking pool; the writer comes back with the result.
+    pub async fn append(mut self, lines: Vec<String>) -> (LogWriter, io::Result<Vec<LogLine>>) {
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = self.append_blocking(lines);
+            (self, result)
+        })
+        .await;
+        match joined {
+            Ok(pair) => pair,
+            // The closure does not panic; if the pool is gone the runtime is shutting down.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    fn append_blocking(&mut self, lines: Vec<String>) -> io::Result<Vec<LogLine>> {
+        let now = chrono::Utc::now();
+        let ms = now.timestamp_millis();
+        let timestamp = crate::time::format(now);
+        let mut bytes = Vec::new();
+        let mut records = Vec::with_capacity(lines.len() * RECORD as usize);
+        let mut end = self.end;
+        for line in &lines {
+            bytes.extend_from_slice(line.as_bytes());
+            end += line.len() as u64;
+            records.extend_from_slice(&end.to_le_bytes());
+            records.extend_from_slice(&ms.to_le_bytes());
+        }
+        self.log.write_all(&bytes)?;
+        self.idx.write_all(&records)?;
+        self.end = end;
+        let first = self.last_seq + 1;
+        self.last_seq += lines.len() as Seq;
+        Ok(lines
+            .into_iter()
+            .enumerate()
+            .map(|(n, line)| LogLine {
+                seq: first + n as Seq,
+                line,
+                timestamp: timestamp.clone(),
+            })
+            .collect())
+    }
+}
+
+/// Cuts a byte stream (build output, git's stderr) into log lines: each ends with `\n`,
+/// none is longer than 16 KiB (a longer line is split at a character boundary), and
+/// invalid UTF-8 becomes U+FFFD. ANSI escape codes and `\r` pass through untouched.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            self.partial.push(b);
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.partial);
+                split_long(String::from_utf8_lossy(&line).into_owned(), &mut out);
+            } else if self.partial.len() >= 4 * MAX_LINE_BYTES {
+                // Keep memory bounded for output that never ends a line.
+                let cut = utf8_boundary(&self.partial, MAX_LINE_BYTES);
+                let rest = self.partial.split_off(cut);
+                let head = std::mem::replace(&mut self.partial, rest);
+                out.push(String::from_utf8_lossy(&head).into_owned());
+            }
+        }
+        out
+    }
+
+    /// What is left at the end of the stream, as a last line ending in `\n`.
+    pub fn finish(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.partial.is_empty() {
+            let mut line = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
+            line.push('\n');
+            split_long(line, &mut out);
+        }
+        out
+    }
+}
+
+fn utf8_boundary(bytes: &[u8], max: usize) -> usize {
+    let mut cut = max.min(bytes.len());
+    while cut > 0 && cut < bytes.len() && (bytes[cut] & 0b1100_0000) == 0b1000_0000 {
+        cut -= 1;
+    }
+    cut
+}
+
+fn split_long(mut line: String, out: &mut Vec<String>) {
+    while line.len() > MAX_LINE_BYTES {
+        let mut cut = MAX_LINE_BYTES;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let rest = line.split_off(cut);
+        out.push(std::mem::replace(&mut line, rest));
+    }
+    out.push(line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitter_keeps_newlines_and_partial_lines() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(b"one\ntw"), vec!["one\n"]);
+        assert_eq!(s.push(b"o\n\x1b[31mred\x1b[0m\r\n"), vec!["two\n", "\x1b[31mred\x1b[0m\r\n"]);
+        assert_eq!(s.push(b"tail"), Vec::<String>::new());
+        assert_eq!(s.finish(), vec!["tail\n"]);
+        assert!(s.finish().is_empty());
+    }
+
+    #[test]
+    fn long_lines_are_split_at_16_kib_on_char_boundaries() {
+        let mut s = LineSplitter::default();
+        let long = "é".repeat(MAX_LINE_BYTES) + "\n"; // 2 bytes a char
+        let lines = s.push(long.as_bytes());
+        assert!(lines.len() >= 2);
+        assert!(lines.iter().all(|l| l.len() <= MAX_LINE_BYTES));
+        assert_eq!(lines.concat(), long);
+        assert!(lines.last().is_some_and(|l| l.ends_with('\n')));
+    }
+
+    #[tokio::test]
+    async fn store_appends_reads_ranges_and_survives_a_torn_write() {
+        let dir = tempdir();
+        let store = LogStore::new(&dir).expect("store");
+        let w = store.writer(7).await.expect("writer");
+        let (w, lines) = w.append(vec!["a\n".into(), "bb\n".into(), "ccc\n".into()]).await;
+        let lines = lines.expect("append");
+        assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(w.last_seq(), 3);
+        drop(w);
+        assert_eq!(store.count(7).await.expect("count"), 3);
+        let got = store.read(7, 2, 3).await.expect("read");
+        assert_eq!(got.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), vec!["bb\n", "ccc\n"]);
+        assert_eq!(got[0].seq, 2);
+        assert_eq!(store.read(7, 1, 99).await.expect("read").len(), 3);
+        assert!(store.read(7, 4, 9).await.expect("read").is_empty());
+        assert_eq!(store.read_all(7).await.expect("all"), b"a\nbb\nccc\n");
+
+        // A crash after the log write but before the index write.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("7.log"))
+            .and_then(|mut f| f.write_all(b"torn"))
+            .expect("tear");
+        let w = store.writer(7).await.expect("reopen");
+        assert_eq!(w.last_seq(), 3);
+        let (_w, more) = w.append(vec!["d\n".into()]).await;
+        assert_eq!(more.expect("append")[0].seq, 4);
+        assert_eq!(store.read_all(7).await.expect("all"), b"a\nbb\nccc\nd\n");
+        assert!(store.read_all(8).await.expect("missing log").is_empty());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("slipway-logstore-{}-{}", std::process::id(), line!()));
+        std::fs::create_dir_all(&dir).expect("tempdir");
+        dir
+    }
+}

@@ -1,0 +1,272 @@
+//! The container runtime behind a small trait: the real Docker engine through bollard,
+//! and (in tests) a fake that drives the worker deterministically.
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use std::collections::{BTreeMap, HashMap};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine cannot be reached.
+    #[error("Docker engine unavailable at {endpoint}: {detail}")]
+    Unavailable { endpoint: String, detail: String },
+    /// A Dockerfile step failed.
+    #[error("Docker build failed with exit code {code}: {detail}")]
+    BuildFailed { code: i64, detail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What to build: a tar of the checkout and the Dockerfile's path inside it.
+pub struct BuildRequest {
+    pub context_tar: Vec<u8>,
+    pub dockerfile: String,
+    pub tag: String,
+    pub labels: HashMap<String, String>,
+}
+
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    pub port: Option<u16>,
+    pub labels: HashMap<String, String>,
+}
+
+pub struct StartedContainer {
+    pub id: String,
+    /// The host port on 127.0.0.1 the app's port is published on.
+    pub host_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    Running,
+    Exited { code: i64 },
+    Missing,
+}
+
+pub trait Runtime: Send + Sync + 'static {
+    /// Builds the image, sending every chunk of output to `output` as it arrives.
+    /// Returns the image id.
+    fn build(&self, request: BuildRequest, output: mpsc::Sender<String>) -> BoxFuture<'_, Result<String, RuntimeError>>;
+    fn start(&self, spec: ContainerSpec) -> BoxFuture<'_, Result<StartedContainer, RuntimeError>>;
+    fn state<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<ContainerState, RuntimeError>>;
+    /// The container's last `lines` lines of output.
+    fn tail<'a>(&'a self, container: &'a str, lines: usize) -> BoxFuture<'a, Result<String, RuntimeError>>;
+    /// Stops and removes a container; a missing one is not an error.
+    fn remove<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Removes an image; a missing one is not an error.
+    fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+}
+
+pub mod docker {
+    //! The real Docker engine.
+
+    use super::*;
+    use bollard::Docker;
+    use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+    use bollard::query_parameters::{
+        BuildImageOptions, CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        RemoveImageOptionsBuilder,
+    };
+
+    pub struct DockerRuntime {
+        docker: Docker,
+        endpoint: String,
+    }
+
+    impl DockerRuntime {
+        /// Connects to `DOCKER_HOST` or the local socket and agrees on an API version.
+        pub async fn connect(docker_host: Option<&str>) -> Result<DockerRuntime, RuntimeError> {
+            let endpoint = docker_host.unwrap_or("unix:///var/run/docker.sock").to_owned();
+            let unavailable = |e: bollard::errors::Error| RuntimeError::Unavailable {
+                endpoint: endpoint.clone(),
+                detail: e.to_string(),
+            };
+            let docker = match docker_host {
+                Some(host) if host.starts_with("unix://") => {
+                    Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
+                }
+                Some(host) => Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION),
+                None => Docker::connect_with_local_defaults(),
+            }
+            .map_err(unavailable)?;
+            let docker = docker.negotiate_version().await.map_err(unavailable)?;
+            Ok(DockerRuntime { docker, endpoint })
+        }
+
+        fn error(&self, e: bollard::errors::Error) -> RuntimeError {
+            use bollard::errors::Error as E;
+            match e {
+                E::HyperResponseError { .. } | E::IOError { .. } | E::RequestTimeoutError => RuntimeError::Unavailable {
+                    endpoint: self.endpoint.clone(),
+                    detail: e.to_string(),
+                },
+                other => RuntimeError::Other(other.to_string()),
+            }
+        }
+    }
+
+    /// "The command '/bin/sh -c exit 3' returned a non-zero code: 3" -> 3.
+    pub(crate) fn exit_code_of(message: &str) -> Option<i64> {
+        let (_, tail) = message.rsplit_once("non-zero code:")?;
+        tail.trim().parse().ok()
+    }
+
+    impl Runtime for DockerRuntime {
+        fn build(&self, request: BuildRequest, output: mpsc::Sender<String>) -> BoxFuture<'_, Result<String, RuntimeError>> {
+            Box::pin(async move {
+                let options = BuildImageOptions {
+                    dockerfile: request.dockerfile,
+                    t: Some(request.tag),
+                    rm: true,
+                    forcerm: true,
+                    labels: Some(request.labels),
+                    ..Default::default()
+                };
+                let body = bollard::body_full(request.context_tar.into());
+                let mut stream = self.docker.build_image(options, None, Some(body));
+                let mut image = None;
+                while let Some(item) = stream.next().await {
+                    let info = item.map_err(|e| self.error(e))?;
+                    if let Some(text) = info.stream {
+                        if output.send(text).await.is_err() {
+                            return Err(RuntimeError::Other("build output closed".into()));
+                        }
+                    }
+                    if let Some(detail) = info.error_detail {
+                        let message = detail.message.unwrap_or_default();
+                        let code = exit_code_of(&message).or(detail.code).unwrap_or(1);
+                        return Err(RuntimeError::BuildFailed { code, detail: message });
+                    }
+                    if let Some(id) = info.aux {
+                        image = id.id;
+                    }
+                }
+                image.ok_or_else(|| RuntimeError::Other("the build ended without an image".into()))
+            })
+        }
+
+        fn start(&self, spec: ContainerSpec) -> BoxFuture<'_, Result<StartedContainer, RuntimeError>> {
+            Box::pin(async move {
+                let exposed = spec.port.map(|p| format!("{p}/tcp"));
+                let port_bindings = exposed.as_ref().map(|key| {
+                    HashMap::from([(
+                        key.clone(),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            // Empty: Docker picks a free port; fixed ports collide.
+                            host_port: Some(String::new()),
+                        }]),
+                    )])
+                });
+                let body = ContainerCreateBody {
+                    image: Some(spec.image),
+                    env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                    exposed_ports: exposed.clone().map(|key| vec![key]),
+                    labels: Some(spec.labels),
+                    host_config: Some(HostConfig {
+                        port_bindings,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+                let created = self
+                    .docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let id = created.id;
+                if let Err(e) = self.docker.start_container(&id, None).await {
+                    let _ = self.remove(&id).await;
+                    return Err(self.error(e));
+                }
+                let mut host_port = None;
+                if let Some(key) = exposed {
+                    let inspected = self.docker.inspect_container(&id, None).await.map_err(|e| self.error(e))?;
+                    host_port = inspected
+                        .network_settings
+                        .and_then(|n| n.ports)
+                        .and_then(|mut ports| ports.remove(&key))
+                        .flatten()
+                        .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
+                        .and_then(|p| p.parse().ok());
+                }
+                Ok(StartedContainer { id, host_port })
+            })
+        }
+
+        fn state<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<ContainerState, RuntimeError>> {
+            Box::pin(async move {
+                match self.docker.inspect_container(container, None).await {
+                    Ok(inspected) => {
+                        let state = inspected.state.unwrap_or_default();
+                        if state.running.unwrap_or(false) {
+                            Ok(ContainerState::Running)
+                        } else {
+                            Ok(ContainerState::Exited {
+                                code: state.exit_code.unwrap_or(-1),
+                            })
+                        }
+                    }
+                    Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                        Ok(ContainerState::Missing)
+                    }
+                    Err(e) => Err(self.error(e)),
+                }
+            })
+        }
+
+        fn tail<'a>(&'a self, container: &'a str, lines: usize) -> BoxFuture<'a, Result<String, RuntimeError>> {
+            Box::pin(async move {
+                let options = LogsOptionsBuilder::new()
+                    .stdout(true)
+                    .stderr(true)
+                    .tail(&lines.to_string())
+                    .build();
+                let mut stream = self.docker.logs(container, Some(options));
+                let mut text = String::new();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| self.error(e))?;
+                    text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                }
+                Ok(text)
+            })
+        }
+
+        fn remove<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move {
+                let options = RemoveContainerOptionsBuilder::new().force(true).build();
+                match self.docker.remove_container(container, Some(options)).await {
+                    Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+                    Err(e) => Err(self.error(e)),
+                }
+            })
+        }
+
+        fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move {
+                let options = RemoveImageOptionsBuilder::new().force(true).build();
+                match self.docker.remove_image(image, Some(options), None).await {
+                    Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+                    Err(e) => Err(self.error(e)),
+                }
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn exit_codes_are_read_from_docker_messages() {
+            assert_eq!(
+                super::exit_code_of("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+                Some(3)
+            );
+            assert_eq!(super::exit_code_of("something else"), None);
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The queue workers and the deployment pipeline: clone, build, deploy, health check.
+//!
+//! Workers sleep on a `Notify` and claim durable rows; nothing polls on a timer. Each
+//! deployment writes its own lines (what it clones, the commit, the image, the container,
+//! the health check) into the same log as the build output.
+
+use crate::bus::{DeploymentStream, Lookup};
+use crate::db::{self, Change, DeploymentRecord};
+use crate::git::SourceError;
+use crate::logstore::{LineSplitter, LogWriter};
+use crate::runtime::{BuildRequest, ContainerSpec, ContainerState, RuntimeError};
+use crate::{Engine, EngineError};
+use protocol::{DeploymentId, Status};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Output chunks buffered between the runtime and the log: the runtime waits when full.
+const OUTPUT_BUFFER: usize = 256;
+/// Without a port, a container counts as up once it has run this long.
+const SETTLE_TIME: Duration = Duration::from_secs(3);
+/// Container output shown when a container dies or never answers.
+const TAIL_LINES: usize = 20;
+
+/// One worker: claim the next deployment, run it, repeat; sleep until woken.
+pub async fn run(engine: Engine, n: usize) {
+    let inner = &engine.inner;
+    tracing::debug!(worker = n, "worker started");
+    loop {
+        // Register for wake-ups before looking, so a deployment queued meanwhile is seen.
+        let notified = inner.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if inner.shutdown.is_cancelled() {
+            break;
+        }
+        match db::claim_next(&inner.pool).await {
+            Ok(Some(record)) => {
+                run_deployment(&engine, record).await;
+                // Another deployment of the same app may be claimable now.
+                inner.wake.notify_waiters();
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(worker = n, error = %e, "claiming a deployment failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = inner.shutdown.cancelled() => break,
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = inner.shutdown.cancelled() => break,
+        }
+    }
+    tracing::debug!(worker = n, "worker stopped");
+}
+
+/// Why a deployment stopped early.
+enum Stop {
+    Failed(String),
+    Cancelled,
+    /// The server is shutting down; the next start reconciles the deployment.
+    Shutdown,
+    /// The database or log store failed: nothing more can be recorded.
+    Engine(EngineError),
+}
+
+impl From<EngineError> for Stop {
+    fn from(e: EngineError) -> Self {
+        Stop::Engine(e)
+    }
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Failed(format!("writing the deployment log failed: {e}"))
+    }
+}
+
+/// Everything one run of the pipeline holds.
+struct Run {
+    engine: Engine,
+    id: DeploymentId,
+    status: Status,
+    stream: Arc<DeploymentStream>,
+    log: Option<LogWriter>,
+    /// A container this run started and has not handed over to the app yet.
+    new_container: Option<String>,
+    image_tag: Option<String>,
+}
+
+impl Run {
+    /// Appends lines to the log, then publishes them.
+    async fn write(&mut self, lines: Vec<String>) -> Result<(), Stop> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let writer = self
+            .log
+            .take()
+            .ok_or_else(|| Stop::Failed("the deployment log is unavailable".into()))?;
+        let (writer, written) = writer.append(lines).await;
+        self.log = Some(writer);
+        self.stream.publish_lines(&written?);
+        Ok(())
+    }
+
+    /// A line of Slipway's own.
+    async fn say(&mut self, text: impl AsRef<str>) -> Result<(), Stop> {
+        self.write(vec![format!("[slipway] {}\n", text.as_ref())]).await
+    }
+
+    async fn enter(&mut self, next: Status) -> Result<(), Stop> {
+        self.engine.transition(self.id, self.status, next, Change::default()).await?;
+        self.status = next;
+        Ok(())
+    }
+
+    async fn progress(&mut self, progress: u8) -> Result<(), Stop> {
+        let record = db::set_progress(&self.engine.inner.pool, self.id, self.status, progress).await?;
+        self.stream.publish_status(record.api.status_data());
+        Ok(())
+    }
+}
+
+async fn run_deployment(engine: &Engine, record: DeploymentRecord) {
+    let id = record.api.id;
+    let inner = &engine.inner;
+    let token = inner.shutdown.child_token();
+    inner
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, token.clone());
+    tracing::info!(deployment.id = id, app.id = record.api.app_id, "deployment started");
+    let started = Instant::now();
+
+    let outcome = match prepare(engine, &record).await {
+        Ok(mut run) => {
+            let result = tokio::select! {
+                result = pipeline(&mut run, &record) => result,
+                _ = token.cancelled() => Err(if inner.shutdown.is_cancelled() { Stop::Shutdown } else { Stop::Cancelled }),
+            };
+            finish(&mut run, result).await
+        }
+        Err(e) => Err(e),
+    };
+    inner.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(status) => tracing::info!(deployment.id = id, %status, duration_ms, "deployment ended"),
+        Err(e) => tracing::error!(deployment.id = id, error = %e, duration_ms, "deployment could not be recorded"),
+    }
+}
+
+async fn prepare(engine: &Engine, record: &DeploymentRecord) -> Result<Run, EngineError> {
+    let id = record.api.id;
+    let log = engine.inner.store.writer(id).await?;
+    let stream = match engine.inner.bus.open(record.api.status_data(), log.last_seq()) {
+        Lookup::Live(stream) => stream,
+        _ => return Err(EngineError::Internal(format!("deployment {id} ended before it started"))),
+    };
+    // The row is already `cloning` (claimed); tell viewers who saw it pending.
+    stream.publish_status(record.api.status_data());
+    Ok(Run {
+        engine: engine.clone(),
+        id,
+        status: record.api.status,
+        stream,
+        log: Some(log),
+        new_container: None,
+        image_tag: None,
+    })
+}
+
+/// Records how the pipeline ended: success was recorded by the pipeline; a failure or
+/// a cancellation is logged, cleaned up and committed here.
+async fn finish(run: &mut Run, result: Result<(), Stop>) -> Result<Status, EngineError> {
+    let (to, reason) = match result {
+        Ok(()) => return Ok(Status::Success),
+        Err(Stop::Shutdown) => return Ok(run.status),
+        Err(Stop::Engine(e)) => return Err(e),
+        Err(Stop::Failed(reason)) => (Status::Failed, reason),
+        Err(Stop::Cancelled) => (Status::Cancelled, String::new()),
+    };
+    if let Some(container) = run.new_container.take() {
+        if let Err(e) = run.engine.inner.runtime.remove(&container).await {
+            tracing::warn!(deployment.id = run.id, error = %e, "could not remove the new container");
+        }
+    }
+    let line = match to {
+        Status::Cancelled => format!("Deployment cancelled during {}", run.status),
+        _ => format!("Deployment failed during {}: {reason}", run.status),
+    };
+    if let Err(Stop::Failed(e) | Stop::Engine(EngineError::Internal(e))) = run.say(&line).await {
+        tracing::warn!(deployment.id = run.id, error = %e, "could not log the end of the deployment");
+    }
+    let change = match to {
+        Status::Failed => Change {
+            error_message: Some(reason),
+            failed_stage: Some(run.status),
+            ..Change::default()
+        },
+        _ => Change::default(),
+    };
+    run.engine.transition(run.id, run.status, to, change).await?;
+    Ok(to)
+}
+
+async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> {
+    let inner = run.engine.inner.clone();
+    let app = db::app(&inner.pool, record.api.app_id).await?;
+
+    // Cloning.
+    let workdir = inner.config.data_dir.join("work").join(run.id.to_string());
+    remove_dir(&workdir).await;
+    if let Some(parent) = workdir.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    run.say(format!("Cloning {} (branch {})", app.repo_url, app.branch)).await?;
+    let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+    let fetch = inner.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
+    let (checkout, ()) = tokio::join!(fetch, pump(run, rx, None));
+    let checkout = checkout.map_err(|e| match e {
+        SourceError::CloneFailed(reason) => Stop::Failed(format!("Cloning {} failed: {reason}", app.repo_url)),
+        other => Stop::Failed(other.to_string()),
+    })?;
+    db::record_artifacts(&inner.pool, run.id, Some(&checkout.commit), None, None, None).await?;
+    run.say(format!("Checked out commit {}", checkout.commit)).await?;
+
+    // Building.
+    run.enter(Status::Building).await?;
+    let dockerfile = workdir.join(&app.dockerfile);
+    if !tokio::fs::metadata(&dockerfile).await.map(|m| m.is_file()).unwrap_or(false) {
+        remove_dir(&workdir).await;
+        return Err(Stop::Failed(format!(
+            "Dockerfile {:?} not found in the repository at commit {}",
+            app.dockerfile,
+            &checkout.commit[..12]
+        )));
+    }
+    let tag = format!("slipway/{}:{}", app.name, run.id);
+    run.image_tag = Some(tag.clone());
+    run.say(format!("Building image {tag} from {}", app.dockerfile)).await?;
+    let context_tar = tar_directory(workdir.clone()).await?;
+    remove_dir(&workdir).await;
+    let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+    let request = BuildRequest {
+        context_tar,
+        dockerfile: app.dockerfile.clone(),
+        tag: tag.clone(),
+        labels: labels(app.id, run.id),
+    };
+    let build = inner.runtime.build(request, tx);
+    let (image, ()) = tokio::join!(build, pump(run, rx, Some(StepProgress)));
+    let image = image.map_err(runtime_failure)?;
+    db::record_artifacts(&inner.pool, run.id, None, Some(&tag), None, None).await?;
+    run.say(format!("Built image {tag} ({})", short(&image))).await?;
+
+    // Deploying.
+    run.enter(Status::Deploying).await?;
+    let name = format!("slipway-{}-{}", app.name, run.id);
+    run.say(format!("Starting container {name}")).await?;
+    let started = inner
+        .runtime
+        .start(ContainerSpec {
+            name,
+            image: tag,
+            env: app.env.clone(),
+            port: app.port,
+            labels: labels(app.id, run.id),
+        })
+        .await
+        .map_err(runtime_failure)?;
+    run.new_container = Some(started.id.clone());
+    let url = started.host_port.map(|p| format!("http://127.0.0.1:{p}"));
+    db::record_artifacts(&inner.pool, run.id, None, None, Some(&started.id), url.as_deref()).await?;
+    match &url {
+        Some(url) => run.say(format!("Container {} started; port {} published at {url}", short(&started.id), app.port.unwrap_or_default())).await?,
+        None => run.say(format!("Container {} started", short(&started.id))).await?,
+    }
+    health_check(run, &started.id, started.host_port).await?;
+
+    // Hand over: the new container serves; only now stop the previous one.
+    let previous = db::app(&inner.pool, app.id).await?.container_id;
+    if let Some(previous) = previous.filter(|p| *p != started.id) {
+        match inner.runtime.remove(&previous).await {
+            Ok(()) => run.say(format!("Stopped the previous container {}", short(&previous))).await?,
+            Err(e) => run.say(format!("Could not stop the previous container {}: {e}", short(&previous))).await?,
+        }
+    }
+    db::set_app_container(&inner.pool, app.id, &started.id, url.as_deref()).await?;
+    run.new_container = None;
+    run.say(match &url {
+        Some(url) => format!("Deployment successful: {url}"),
+        None => "Deployment successful".to_owned(),
+    })
+    .await?;
+    run.engine.transition(run.id, Status::Deploying, Status::Success, Change::default()).await?;
+    run.status = Status::Success;
+    Ok(())
+}
+
+/// Raises progress from 50 towards 80 with the Dockerfile's `Step k/n` lines.
+struct StepProgress;
+
+impl StepProgress {
+    fn progress_of(line: &str) -> Option<u8> {
+        let rest = line.strip_prefix("Step ")?;
+        let (k, rest) = rest.split_once('/')?;
+        let n = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        let (k, n): (u32, u32) = (k.parse().ok()?, n.parse().ok()?);
+        if k == 0 || n == 0 || k > n {
+            return None;
+        }
+        let base = u32::from(Status::Building.progress());
+        let span = u32::from(Status::Deploying.progress()) - base;
+        Some((base + span * (k - 1) / n) as u8)
+    }
+}
+
+/// Moves output from a producer (git, the Docker build) into the log as it arrives.
+async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, steps: Option<StepProgress>) {
+    let mut splitter = LineSplitter::default();
+    let mut failed = false;
+    while let Some(chunk) = rx.recv().await {
+        if failed {
+            continue; // Keep draining so the producer never blocks on us.
+        }
+        let lines = splitter.push(chunk.as_bytes());
+        let progress = steps
+            .as_ref()
+            .and(lines.iter().filter_map(|l| StepProgress::progress_of(l)).max());
+        if run.write(lines).await.is_err() {
+            failed = true;
+            continue;
+        }
+        if let Some(p) = progress {
+            if run.progress(p).await.is_err() {
+                failed = true;
+            }
+        }
+    }
+    if !failed {
+        let rest = splitter.finish();
+        if let Err(Stop::Failed(e)) = run.write(rest).await {
+            tracing::warn!(deployment.id = run.id, error = %e, "could not write output");
+        }
+    }
+}
+
+fn runtime_failure(e: RuntimeError) -> Stop {
+    Stop::Failed(e.to_string())
+}
+
+async fn health_check(run: &mut Run, container: &str, host_port: Option<u16>) -> Result<(), Stop> {
+    let runtime = run.engine.inner.runtime.clone();
+    let timeout = run.engine.inner.config.health_timeout;
+    let deadline = Instant::now() + timeout;
+    let Some(port) = host_port else {
+        run.say(format!("No port configured: checking that the container stays up for {} s", SETTLE_TIME.as_secs())).await?;
+        tokio::time::sleep(SETTLE_TIME).await;
+        return match runtime.state(container).await.map_err(runtime_failure)? {
+            ContainerState::Running => run.say("Container is running").await,
+            other => Err(died(run, container, other).await),
+        };
+    };
+    run.say(format!("Health check: waiting for an HTTP answer below 500 on 127.0.0.1:{port}")).await?;
+    let mut last;
+    loop {
+        match runtime.state(container).await.map_err(runtime_failure)? {
+            ContainerState::Running => {}
+            other => return Err(died(run, container, other).await),
+        }
+        match http_status(port).await {
+            Ok(code) if code < 500 => {
+                return run.say(format!("Health check passed: HTTP {code} from 127.0.0.1:{port}")).await;
+            }
+            Ok(code) => last = format!("HTTP {code}"),
+            Err(e) => last = e,
+        }
+        if Instant::now() >= deadline {
+            let tail = runtime.tail(container, TAIL_LINES).await.unwrap_or_default();
+            return Err(Stop::Failed(format!(
+                "Health check failed: the container did not answer on port {port} within {} s (last: {last}). Its last output:\n{}",
+                timeout.as_secs(),
+                tail.trim_end()
+            )));
+        }
+        // Between probes of a starting container; not a viewer-facing poll.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn died(run: &Run, container: &str, state: ContainerState) -> Stop {
+    let tail = run.engine.inner.runtime.tail(container, TAIL_LINES).await.unwrap_or_default();
+    let how = match state {
+        ContainerState::Exited { code } => format!("exited with code {code}"),
+        _ => "disappeared".to_owned(),
+    };
+    Stop::Failed(format!("The container {how} before it was healthy. Its last output:\n{}", tail.trim_end()))
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:port; the status code of the answer.
+async fn http_status(port: u16) -> Result<u16, String> {
+    let attempt = async {
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+        socket
+            .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: slipway-health-check\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut head = Vec::with_capacity(64);
+        let mut buf = [0u8; 64];
+        while !head.contains(&b'\n') && head.len() < 1024 {
+            let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&head);
+        let code = text
+            .strip_prefix("HTTP/")
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|code| code.parse::<u16>().ok());
+        code.ok_or_else(|| "the connection closed without an HTTP answer".to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 2 s".to_owned()))
+}
+
+fn labels(app: i64, deployment: DeploymentId) -> HashMap<String, String> {
+    HashMap::from([
+        ("slipway.managed".to_owned(), "true".to_owned()),
+        ("slipway.app".to_owned(), app.to_string()),
+        ("slipway.deployment".to_owned(), deployment.to_string()),
+    ])
+}
+
+fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+async fn remove_dir(dir: &PathBuf) {
+    match tokio::fs::remove_dir_all(dir).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a work directory")
+        }
+        _ => {}
+    }
+}
+
+/// The build context: the checkout without `.git`, as a tar archive.
+async fn tar_directory(dir: PathBuf) -> Result<Vec<u8>, Stop> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let git = dir.join(".git");
+        if git.exists() {
+            std::fs::remove_dir_all(&git)?;
+        }
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(false);
+        builder.append_dir_all(".", &dir)?;
+        builder.into_inner()
+    })
+    .await
+    .map_err(|e| Stop::Failed(format!("packing the build context failed: {e}")))?
+    .map_err(|e| Stop::Failed(format!("packing the build context failed: {e}")))
+}
+
+/// At start: deployments a previous run left mid-flight end `failed` with a reason and
+/// a last log line, and their half-made containers are removed. Pending ones stay
+/// queued; the workers take them.
+pub(crate) async fn reconcile(engine: &Engine) -> Result<(), EngineError> {
+    let inner = &engine.inner;
+    let stuck = db::deployments_in(&inner.pool, &[Status::Cloning, Status::Building, Status::Deploying]).await?;
+    for record in stuck {
+        let id = record.api.id;
+        let stage = record.api.status;
+        let reason = format!("interrupted: the server restarted during {stage}");
+        let writer = inner.store.writer(id).await?;
+        let (_, written) = writer.append(vec![format!("[slipway] {reason}\n")]).await;
+        written?;
+        if let Some(container) = &record.container_id {
+            let app = db::app(&inner.pool, record.api.app_id).await?;
+            if app.container_id.as_deref() != Some(container) {
+                let _ = inner.runtime.remove(container).await;
+            }
+        }
+        let change = Change {
+            error_message: Some(reason),
+            failed_stage: Some(stage),
+            ..Change::default()
+        };
+        engine.transition(id, stage, Status::Failed, change).await?;
+        tracing::warn!(deployment.id = id, %stage, "deployment interrupted by a restart marked failed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepProgress;
+
+    #[test]
+    fn steps_move_progress_from_50_towards_80() {
+        assert_eq!(StepProgress::progress_of("Step 1/5 : FROM scratch\n"), Some(50));
+        assert_eq!(StepProgress::progress_of("Step 3/5 : RUN x\n"), Some(62));
+        assert_eq!(StepProgress::progress_of("Step 5/5 : CMD x\n"), Some(74));
+        assert_eq!(StepProgress::progress_of("Step 6/5 : CMD x\n"), None);
+        assert_eq!(StepProgress::progress_of("Stepping\n"), None);
+    }
+}

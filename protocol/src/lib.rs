@@ -1,0 +1,306 @@
+//! Slipway's wire types, shared by the server, the dashboard (compiled to WASM) and tests.
+//!
+//! - [`Status`]: the deployment lifecycle, its progress values, messages and transitions.
+//! - [`Event`]: the monitor protocol's messages (`status`, `log`, `error`), exactly as
+//!   `PROTOCOL.md` shows them.
+//! - [`App`], [`Deployment`]: the JSON bodies of the HTTP API.
+//! - [`ErrorCode`], [`ApiError`]: the error body every failing request answers with.
+//! - [`validate`]: the rules for a new app, shared so the browser and the server agree.
+//!
+//! This crate needs only serde: nothing here may pull in a runtime.
+
+mod status;
+pub mod validate;
+
+pub use status::Status;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub type AppId = i64;
+pub type DeploymentId = i64;
+/// Position of a line in a deployment's log: 1, 2, 3, ... in the order written.
+pub type Seq = u64;
+
+/// Longest `line` a log event carries; longer output is split over several events.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// The `data` of a `status` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusData {
+    pub deployment_id: DeploymentId,
+    pub status: Status,
+    pub stage: Status,
+    pub progress: u8,
+    pub message: String,
+    pub error_message: String,
+    pub duration: Option<f64>,
+    /// The stage a failed deployment failed in; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_stage: Option<Status>,
+}
+
+impl StatusData {
+    /// True when a viewer must be told: `status`, `stage`, `progress` or
+    /// `error_message` differ (PROTOCOL.md, guarantee 3).
+    pub fn differs_from(&self, other: &StatusData) -> bool {
+        self.status != other.status
+            || self.stage != other.stage
+            || self.progress != other.progress
+            || self.error_message != other.error_message
+    }
+}
+
+/// The `data` of a `log` event: one line of output with its trailing `\n`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: Seq,
+    pub line: String,
+    /// When the line was written (RFC 3339, UTC, milliseconds).
+    pub timestamp: String,
+}
+
+/// One server-to-client message of the monitor WebSocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Status { timestamp: String, data: StatusData },
+    Log { timestamp: String, data: LogLine },
+    Error { timestamp: String, data: ErrorBody },
+}
+
+impl Event {
+    /// True for the `status` event that ends a stream.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Event::Status { data, .. } if data.status.is_terminal())
+    }
+}
+
+/// The error codes of PROTOCOL.md, each with one HTTP status and one WebSocket close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    Unprocessable,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Unprocessable => 422,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+
+    /// The close code of the monitor socket: 4000 plus the HTTP status.
+    pub const fn close_code(self) -> u16 {
+        4000 + self.http_status()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// `{"error": {"code": ..., "message": ...}}`, the body of every failing request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: ErrorBody,
+}
+
+/// A registered app as the API shows it. Environment values are never echoed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub id: AppId,
+    pub name: String,
+    pub repo_url: String,
+    pub branch: String,
+    pub dockerfile: String,
+    pub port: Option<u16>,
+    pub env_keys: Vec<String>,
+    pub created_at: String,
+    /// Where the running container answers, once a deployment succeeded.
+    pub url: Option<String>,
+    pub last_deployment: Option<Deployment>,
+}
+
+/// A deployment as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub app_id: AppId,
+    pub status: Status,
+    pub stage: Status,
+    pub progress: u8,
+    pub message: String,
+    pub error_message: String,
+    pub failed_stage: Option<Status>,
+    pub commit: Option<String>,
+    pub image: Option<String>,
+    pub url: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Seconds from `started_at` to `finished_at`, once finished.
+    pub duration: Option<f64>,
+}
+
+impl Deployment {
+    pub fn status_data(&self) -> StatusData {
+        StatusData {
+            deployment_id: self.id,
+            status: self.status,
+            stage: self.stage,
+            progress: self.progress,
+            message: self.message.clone(),
+            error_message: self.error_message.clone(),
+            duration: self.duration,
+            failed_stage: self.failed_stage,
+        }
+    }
+}
+
+/// The body of `POST /api/apps`, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewApp {
+    pub name: String,
+    pub repo_url: String,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn building() -> StatusData {
+        StatusData {
+            deployment_id: 456,
+            status: Status::Building,
+            stage: Status::Building,
+            progress: 50,
+            message: "Building Docker image".into(),
+            error_message: String::new(),
+            duration: None,
+            failed_stage: None,
+        }
+    }
+
+    #[test]
+    fn status_event_json_is_pinned() {
+        let event = Event::Status {
+            timestamp: "2026-11-28T03:21:08.123Z".into(),
+            data: building(),
+        };
+        assert_eq!(
+            serde_json::to_string(&event).expect("serialises"),
+            r#"{"type":"status","timestamp":"2026-11-28T03:21:08.123Z","data":{"deployment_id":456,"status":"building","stage":"building","progress":50,"message":"Building Docker image","error_message":"","duration":null}}"#
+        );
+    }
+
+    #[test]
+    fn failed_status_event_names_the_stage() {
+        let mut data = building();
+        data.status = Status::Failed;
+        data.stage = Status::Failed;
+        data.progress = 0;
+        data.error_message = "Docker build failed with exit code 1: step 2".into();
+        data.duration = Some(1.5);
+        data.failed_stage = Some(Status::Building);
+        let value = serde_json::to_value(Event::Status {
+            timestamp: "t".into(),
+            data,
+        })
+        .expect("serialises");
+        assert_eq!(value["data"]["failed_stage"], json!("building"));
+        assert_eq!(value["data"]["duration"], json!(1.5));
+        assert_eq!(value["data"]["status"], json!("failed"));
+    }
+
+    #[test]
+    fn log_event_json_is_pinned() {
+        let event = Event::Log {
+            timestamp: "2026-11-28T03:21:08.125Z".into(),
+            data: LogLine {
+                seq: 17,
+                line: "Step 1/5 : FROM scratch\n".into(),
+                timestamp: "2026-11-28T03:21:08.124Z".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&event).expect("serialises"),
+            r#"{"type":"log","timestamp":"2026-11-28T03:21:08.125Z","data":{"seq":17,"line":"Step 1/5 : FROM scratch\n","timestamp":"2026-11-28T03:21:08.124Z"}}"#
+        );
+    }
+
+    #[test]
+    fn error_event_json_is_pinned() {
+        let event = Event::Error {
+            timestamp: "2026-11-28T03:21:08.125Z".into(),
+            data: ErrorBody {
+                code: ErrorCode::NotFound,
+                message: "deployment 999 does not exist".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&event).expect("serialises"),
+            r#"{"type":"error","timestamp":"2026-11-28T03:21:08.125Z","data":{"code":"not_found","message":"deployment 999 does not exist"}}"#
+        );
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let event = Event::Status {
+            timestamp: "t".into(),
+            data: building(),
+        };
+        let text = serde_json::to_string(&event).expect("serialises");
+        assert_eq!(serde_json::from_str::<Event>(&text).expect("parses"), event);
+        assert!(!event.is_terminal());
+    }
+
+    #[test]
+    fn error_codes_map_to_http_and_close_codes() {
+        assert_eq!(ErrorCode::BadRequest.close_code(), 4400);
+        assert_eq!(ErrorCode::NotFound.close_code(), 4404);
+        assert_eq!(ErrorCode::Unauthorized.close_code(), 4401);
+        assert_eq!(ErrorCode::PayloadTooLarge.http_status(), 413);
+        assert_eq!(
+            serde_json::to_value(ErrorCode::PayloadTooLarge).expect("serialises"),
+            json!("payload_too_large")
+        );
+    }
+
+    #[test]
+    fn status_differs_only_on_the_fields_that_matter() {
+        let a = building();
+        let mut b = a.clone();
+        b.message = "something else".into();
+        assert!(!a.differs_from(&b));
+        b.progress = 55;
+        assert!(a.differs_from(&b));
+    }
+}

@@ -1,0 +1,371 @@
+//! The rules for a new app (PROTOCOL.md, "Apps"). Every error names its field, so the
+//! API can answer `422` with a message a person can act on and the dashboard can show it
+//! next to the input.
+
+use crate::NewApp;
+use std::collections::BTreeMap;
+
+/// One rejected field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// A new app that passed every rule, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidApp {
+    pub name: String,
+    pub repo_url: String,
+    pub branch: String,
+    pub dockerfile: String,
+    pub port: Option<u16>,
+    pub env: BTreeMap<String, String>,
+}
+
+const MAX_URL: usize = 2048;
+const MAX_REF: usize = 255;
+const MAX_PATH: usize = 255;
+const MAX_ENV_VARS: usize = 200;
+const MAX_ENV_NAME: usize = 255;
+const MAX_ENV_VALUE: usize = 32 * 1024;
+
+/// Checks every field of `new`. `allow_local` admits `file://` URLs and absolute local
+/// paths (`SLIPWAY_ALLOW_LOCAL_REPOS=1`).
+pub fn new_app(new: &NewApp, allow_local: bool) -> Result<ValidApp, FieldError> {
+    app_name(&new.name)?;
+    repo_url(&new.repo_url, allow_local)?;
+    let branch = new.branch.clone().unwrap_or_else(|| "main".to_owned());
+    branch_name(&branch)?;
+    let dockerfile = new
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| "Dockerfile".to_owned());
+    dockerfile_path(&dockerfile)?;
+    let port = new.port.map(port).transpose()?;
+    env(&new.env)?;
+    Ok(ValidApp {
+        name: new.name.clone(),
+        repo_url: new.repo_url.clone(),
+        branch,
+        dockerfile,
+        port,
+        env: new.env.clone(),
+    })
+}
+
+pub fn app_name(name: &str) -> Result<(), FieldError> {
+    let field = "name";
+    if name.is_empty() || name.len() > 63 {
+        return Err(FieldError::new(field, "must be 1 to 63 characters long"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(FieldError::new(
+            field,
+            "may contain only lowercase letters a-z, digits 0-9 and '-'",
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(FieldError::new(field, "must not start or end with '-'"));
+    }
+    Ok(())
+}
+
+fn has_control_or_space(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+pub fn repo_url(url: &str, allow_local: bool) -> Result<(), FieldError> {
+    let field = "repo_url";
+    if url.is_empty() {
+        return Err(FieldError::new(field, "is required"));
+    }
+    if url.len() > MAX_URL {
+        return Err(FieldError::new(field, "is longer than 2048 characters"));
+    }
+    if has_control_or_space(url) {
+        return Err(FieldError::new(
+            field,
+            "must not contain spaces or control characters",
+        ));
+    }
+    if url.starts_with('-') {
+        return Err(FieldError::new(field, "must not start with '-'"));
+    }
+    let local_hint = "local repositories are accepted only when the server runs with SLIPWAY_ALLOW_LOCAL_REPOS=1";
+    for scheme in ["https://", "http://", "ssh://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            return remote_rest(field, rest);
+        }
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        if !allow_local {
+            return Err(FieldError::new(field, format!("file:// URLs: {local_hint}")));
+        }
+        return local_path(field, path);
+    }
+    if url.starts_with('/') {
+        if !allow_local {
+            return Err(FieldError::new(field, format!("local paths: {local_hint}")));
+        }
+        return local_path(field, url);
+    }
+    // scp-like syntax: user@host:path. `ext::` and other transports contain "::" or no '@'.
+    if let Some((user_host, path)) = url.split_once(':') {
+        if let Some((user, host)) = user_host.split_once('@') {
+            if !user.is_empty()
+                && valid_host(host)
+                && !path.is_empty()
+                && !path.starts_with('-')
+                && !path.starts_with(':')
+            {
+                return Ok(());
+            }
+        }
+    }
+    Err(FieldError::new(
+        field,
+        "must start with https://, http://, ssh:// or be of the form git@host:path",
+    ))
+}
+
+fn remote_rest(field: &str, rest: &str) -> Result<(), FieldError> {
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    if authority.starts_with('-') || !valid_host(host) {
+        return Err(FieldError::new(
+            field,
+            "has no valid host name (it must not start with '-')",
+        ));
+    }
+    Ok(())
+}
+
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && !host.starts_with('-')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+}
+
+fn local_path(field: &str, path: &str) -> Result<(), FieldError> {
+    if !path.starts_with('/') {
+        return Err(FieldError::new(field, "a local repository needs an absolute path"));
+    }
+    Ok(())
+}
+
+/// `git check-ref-format --branch` rules, plus: never starting with '-'.
+pub fn branch_name(branch: &str) -> Result<(), FieldError> {
+    let field = "branch";
+    let bad = |why: &str| Err(FieldError::new(field, why.to_owned()));
+    if branch.is_empty() {
+        return bad("must not be empty");
+    }
+    if branch.len() > MAX_REF {
+        return bad("is longer than 255 characters");
+    }
+    if branch.starts_with('-') {
+        return bad("must not start with '-'");
+    }
+    if branch == "@" {
+        return bad("must not be '@'");
+    }
+    if branch
+        .chars()
+        .any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
+        return bad("must not contain spaces, control characters or any of ~ ^ : ? * [ \\");
+    }
+    if branch.contains("..") || branch.contains("@{") || branch.contains("//") {
+        return bad("must not contain '..', '@{' or '//'");
+    }
+    if branch.starts_with('/') || branch.ends_with('/') || branch.ends_with('.') {
+        return bad("must not start or end with '/' or end with '.'");
+    }
+    if branch
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
+        return bad("no part may start with '.' or end with '.lock'");
+    }
+    Ok(())
+}
+
+pub fn dockerfile_path(path: &str) -> Result<(), FieldError> {
+    let field = "dockerfile";
+    let bad = |why: &str| Err(FieldError::new(field, why.to_owned()));
+    if path.is_empty() || path.len() > MAX_PATH {
+        return bad("must be 1 to 255 characters long");
+    }
+    if path.starts_with('/') || path.starts_with('\\') {
+        return bad("must be a path inside the repository, not an absolute path");
+    }
+    if path.starts_with('-') {
+        return bad("must not start with '-'");
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return bad("must not contain control characters");
+    }
+    if path.split(['/', '\\']).any(|part| part == "..") {
+        return bad("must stay inside the repository (no '..')");
+    }
+    Ok(())
+}
+
+pub fn port(port: i64) -> Result<u16, FieldError> {
+    u16::try_from(port)
+        .ok()
+        .filter(|p| *p >= 1)
+        .ok_or_else(|| FieldError::new("port", "must be a number from 1 to 65535"))
+}
+
+pub fn env(env: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(FieldError::new("env", "at most 200 variables"));
+    }
+    for (name, value) in env {
+        let first_ok = name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+        if !first_ok
+            || name.len() > MAX_ENV_NAME
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(FieldError::new(
+                "env",
+                format!(
+                    "variable name {name:?} must start with a letter or '_' and contain only letters, digits and '_'"
+                ),
+            ));
+        }
+        if value.contains('\0') || value.len() > MAX_ENV_VALUE {
+            return Err(FieldError::new(
+                "env",
+                format!("the value of {name} must have no NUL byte and at most 32 KiB"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(url: &str) -> NewApp {
+        NewApp {
+            name: "hello".into(),
+            repo_url: url.into(),
+            ..NewApp::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let valid = new_app(&app("https://git.example.com/hello.git"), false).expect("valid");
+        assert_eq!(valid.branch, "main");
+        assert_eq!(valid.dockerfile, "Dockerfile");
+        assert_eq!(valid.port, None);
+    }
+
+    #[test]
+    fn accepted_urls() {
+        for url in [
+            "https://git.example.com/hello.git",
+            "http://127.0.0.1:8080/x.git",
+            "ssh://git@example.com:22/x.git",
+            "git@github.com:owner/repo.git",
+        ] {
+            assert_eq!(repo_url(url, false), Ok(()), "{url}");
+        }
+        assert_eq!(repo_url("file:///tmp/repo", true), Ok(()));
+        assert_eq!(repo_url("/tmp/repo", true), Ok(()));
+    }
+
+    #[test]
+    fn rejected_urls_name_the_field() {
+        for url in [
+            "",
+            "file:///tmp/repo",
+            "/tmp/repo",
+            "ssh://-oProxyCommand=touch /tmp/x/x",
+            "ssh://-oProxyCommand=id/x",
+            "--upload-pack=touch /tmp/x",
+            "ext::sh -c touch% /tmp/x",
+            "ext::id",
+            "https://",
+            "https://-x/repo",
+            "git@-oProxyCommand=id:x",
+            "relative/path",
+            "ftp://example.com/x",
+            "https://example.com/a b",
+            "https://example.com/a\nb",
+        ] {
+            let err = repo_url(url, false).expect_err(url);
+            assert_eq!(err.field, "repo_url", "{url}");
+        }
+        assert!(repo_url("file://relative", true).is_err());
+    }
+
+    #[test]
+    fn branches_follow_check_ref_format() {
+        for ok in ["main", "feature/x", "v1.2", "release-2026"] {
+            assert_eq!(branch_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "", "-x", "--upload-pack=x", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[",
+            "a\\b", "@", "a@{1}", "/a", "a/", "a.", "a//b", ".a", "a/.b", "a.lock", "a\u{7}",
+        ] {
+            assert_eq!(branch_name(bad).expect_err(bad).field, "branch", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_ports_dockerfiles_and_env() {
+        assert!(app_name("a").is_ok());
+        assert!(app_name("my-app-2").is_ok());
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+            assert_eq!(app_name(bad).expect_err(bad).field, "name");
+        }
+        assert_eq!(port(8080), Ok(8080));
+        for bad in [0, -1, 65536] {
+            assert_eq!(port(bad).expect_err("bad port").field, "port");
+        }
+        assert!(dockerfile_path("docker/Dockerfile.prod").is_ok());
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "-f"] {
+            assert_eq!(dockerfile_path(bad).expect_err(bad).field, "dockerfile");
+        }
+        let mut vars = BTreeMap::new();
+        vars.insert("GREETING".to_owned(), "hi".to_owned());
+        assert!(env(&vars).is_ok());
+        vars.insert("1BAD".to_owned(), "x".to_owned());
+        assert_eq!(env(&vars).expect_err("bad name").field, "env");
+    }
+}
