@@ -1,1 +1,65 @@
+//! Slipway's dashboard, rendered on the server and hydrated in the browser.
+//!
+//! - [`shell`] and [`App`]: the HTML document and the router.
+//! - [`api`]: server functions; on the server they call the engine, in the browser they
+//!   are HTTP calls.
+//! - [`monitor`]: `use_deployment_monitor`, the reactive hook behind the live monitor.
+//! - [`pages`]: the apps list, the app page and the deployment monitor.
 
+pub mod api;
+pub mod monitor;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+pub use monitor::{Connection, DeploymentMonitor, use_deployment_monitor};
+
+/// The HTML document around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="dark light" />
+                <link rel="icon" href="/favicon.ico" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body class="min-h-screen bg-slate-950 text-slate-100 antialiased">
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="slipway-css" href="/pkg/slipway.css" />
+        <Title text="Slipway" />
+        <Router>
+            <header class="border-b border-slate-800 bg-slate-900/80">
+                <nav class="mx-auto flex max-w-5xl items-center gap-6 px-4 py-3">
+                    <A href="/" attr:class="text-lg font-semibold tracking-tight text-sky-300">
+                        "Slipway"
+                    </A>
+                    <span class="text-sm text-slate-400">"deploy from git, watch it live"</span>
+                </nav>
+            </header>
+            <main class="mx-auto max-w-5xl px-4 py-6">
+                <Routes fallback=|| view! { <p class="text-slate-400">"Page not found."</p> }>
+                    <Route path=path!("/") view=pages::apps::AppsPage />
+                    <Route path=path!("/apps/:id") view=pages::app::AppPage />
+                    <Route path=path!("/deployments/:id") view=pages::deployment::DeploymentPage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}

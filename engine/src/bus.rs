@@ -28,7 +28,9 @@ pub enum Published {
 pub fn to_json(event: &Event) -> Arc<str> {
     // Our event types serialise infallibly: no maps with non-string keys, no I/O.
     serde_json::to_string(event)
-        .unwrap_or_else(|e| format!(r#"{{"type":"error","data":{{"code":"internal","message":"{e}"}}}}"#))
+        .unwrap_or_else(|e| {
+            format!(r#"{{"type":"error","data":{{"code":"internal","message":"{e}"}}}}"#)
+        })
         .into()
 }
 
@@ -56,13 +58,19 @@ impl DeploymentStream {
     fn new(status: StatusData, last_seq: Seq) -> Self {
         let (tx, _) = broadcast::channel(STREAM_CAPACITY);
         DeploymentStream {
-            state: Mutex::new(StreamState { status, last_seq, tx }),
+            state: Mutex::new(StreamState {
+                status,
+                last_seq,
+                tx,
+            }),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, StreamState> {
         // A panic under this lock cannot leave the state half-written (plain assignments).
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -88,7 +96,10 @@ impl DeploymentStream {
                 data: line.clone(),
             });
             // No receivers is fine: nobody is watching.
-            let _ = state.tx.send(Published::Log { seq: line.seq, json });
+            let _ = state.tx.send(Published::Log {
+                seq: line.seq,
+                json,
+            });
         }
     }
 
@@ -134,7 +145,9 @@ enum Entry {
 
 impl EventBus {
     fn lock(&self) -> MutexGuard<'_, HashMap<DeploymentId, Entry>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn get(&self, id: DeploymentId) -> Lookup {

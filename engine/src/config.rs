@@ -41,7 +41,10 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
             .field("allow_local_repos", &self.allow_local_repos)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("docker_host", &self.docker_host)
             .field("workers", &self.workers)
             .field("health_timeout", &self.health_timeout)
@@ -90,7 +93,10 @@ impl Config {
             }
             None => format!("sqlite://{}/slipway.db", data_dir.display()),
         };
-        let allow_local_repos = flag(get("SLIPWAY_ALLOW_LOCAL_REPOS"), "SLIPWAY_ALLOW_LOCAL_REPOS")?;
+        let allow_local_repos = flag(
+            get("SLIPWAY_ALLOW_LOCAL_REPOS"),
+            "SLIPWAY_ALLOW_LOCAL_REPOS",
+        )?;
         let admin_token = get("SLIPWAY_ADMIN_TOKEN");
         if let Some(token) = &admin_token {
             if token.len() < 16 {
@@ -102,7 +108,10 @@ impl Config {
         }
         let docker_host = get("DOCKER_HOST");
         if let Some(host) = &docker_host {
-            if !(host.starts_with("unix://") || host.starts_with("tcp://") || host.starts_with("http://")) {
+            if !(host.starts_with("unix://")
+                || host.starts_with("tcp://")
+                || host.starts_with("http://"))
+            {
                 return Err(ConfigError {
                     var: "DOCKER_HOST",
                     message: format!("{host:?} must start with unix://, tcp:// or http://"),
@@ -110,10 +119,18 @@ impl Config {
             }
         }
         let workers = number(get("SLIPWAY_WORKERS"), "SLIPWAY_WORKERS", 2, 1..=64)?;
-        let health_timeout =
-            number(get("SLIPWAY_HEALTH_TIMEOUT_SECS"), "SLIPWAY_HEALTH_TIMEOUT_SECS", 60, 1..=3600)?;
-        let clone_timeout =
-            number(get("SLIPWAY_CLONE_TIMEOUT_SECS"), "SLIPWAY_CLONE_TIMEOUT_SECS", 300, 1..=3600)?;
+        let health_timeout = number(
+            get("SLIPWAY_HEALTH_TIMEOUT_SECS"),
+            "SLIPWAY_HEALTH_TIMEOUT_SECS",
+            60,
+            1..=3600,
+        )?;
+        let clone_timeout = number(
+            get("SLIPWAY_CLONE_TIMEOUT_SECS"),
+            "SLIPWAY_CLONE_TIMEOUT_SECS",
+            300,
+            1..=3600,
+        )?;
         Ok(Config {
             addr,
             data_dir,
@@ -145,14 +162,20 @@ fn number(
     default: usize,
     range: std::ops::RangeInclusive<usize>,
 ) -> Result<usize, ConfigError> {
-    let Some(text) = value else { return Ok(default) };
+    let Some(text) = value else {
+        return Ok(default);
+    };
     text.trim()
         .parse::<usize>()
         .ok()
         .filter(|n| range.contains(n))
         .ok_or_else(|| ConfigError {
             var,
-            message: format!("{text:?} is not a whole number from {} to {}", range.start(), range.end()),
+            message: format!(
+                "{text:?} is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
         })
 }
 
@@ -162,8 +185,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -178,15 +203,28 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
-        assert_eq!(config(&[("SLIPWAY_ADDR", "nowhere")]).err().map(|e| e.var), Some("SLIPWAY_ADDR"));
         assert_eq!(
-            config(&[("SLIPWAY_ALLOW_LOCAL_REPOS", "maybe")]).err().map(|e| e.var),
+            config(&[("SLIPWAY_ADDR", "nowhere")]).err().map(|e| e.var),
+            Some("SLIPWAY_ADDR")
+        );
+        assert_eq!(
+            config(&[("SLIPWAY_ALLOW_LOCAL_REPOS", "maybe")])
+                .err()
+                .map(|e| e.var),
             Some("SLIPWAY_ALLOW_LOCAL_REPOS")
         );
-        assert_eq!(config(&[("SLIPWAY_WORKERS", "0")]).err().map(|e| e.var), Some("SLIPWAY_WORKERS"));
-        assert_eq!(config(&[("DOCKER_HOST", "ftp://x")]).err().map(|e| e.var), Some("DOCKER_HOST"));
         assert_eq!(
-            config(&[("SLIPWAY_ADMIN_TOKEN", "short")]).err().map(|e| e.var),
+            config(&[("SLIPWAY_WORKERS", "0")]).err().map(|e| e.var),
+            Some("SLIPWAY_WORKERS")
+        );
+        assert_eq!(
+            config(&[("DOCKER_HOST", "ftp://x")]).err().map(|e| e.var),
+            Some("DOCKER_HOST")
+        );
+        assert_eq!(
+            config(&[("SLIPWAY_ADMIN_TOKEN", "short")])
+                .err()
+                .map(|e| e.var),
             Some("SLIPWAY_ADMIN_TOKEN")
         );
     }

@@ -4,7 +4,9 @@
 use crate::error::{EngineError, Result};
 use protocol::validate::ValidApp;
 use protocol::{App, AppId, Deployment, DeploymentId, Status};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,7 +21,10 @@ pub async fn connect(url: &str) -> Result<Pool> {
         .foreign_keys(true)
         // SQLite busy: wait and retry rather than fail.
         .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?;
     sqlx::migrate!("./migrations")
         .run(&pool)
         .await
@@ -120,8 +125,12 @@ pub struct DeploymentRecord {
 impl TryFrom<DeploymentRow> for DeploymentRecord {
     type Error = EngineError;
     fn try_from(row: DeploymentRow) -> Result<Self> {
-        let status = Status::parse(&row.status)
-            .ok_or_else(|| EngineError::Internal(format!("deployment {} has unknown status {:?}", row.id, row.status)))?;
+        let status = Status::parse(&row.status).ok_or_else(|| {
+            EngineError::Internal(format!(
+                "deployment {} has unknown status {:?}",
+                row.id, row.status
+            ))
+        })?;
         Ok(DeploymentRecord {
             api: Deployment {
                 id: row.id,
@@ -165,9 +174,9 @@ pub async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord> {
     .await;
     match result {
         Ok(row) => Ok(row.into()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(EngineError::Conflict(format!("an app named {:?} already exists", app.name)))
-        }
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(EngineError::Conflict(
+            format!("an app named {:?} already exists", app.name),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -182,20 +191,30 @@ pub async fn app(pool: &Pool, id: AppId) -> Result<AppRecord> {
 }
 
 pub async fn apps(pool: &Pool) -> Result<Vec<AppRecord>> {
-    Ok(sqlx::query_as::<_, AppRow>("SELECT * FROM apps ORDER BY id")
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(AppRecord::from)
-        .collect())
+    Ok(
+        sqlx::query_as::<_, AppRow>("SELECT * FROM apps ORDER BY id")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(AppRecord::from)
+            .collect(),
+    )
 }
 
 pub async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
-    sqlx::query("DELETE FROM apps WHERE id = ?").bind(id).execute(pool).await?;
+    sqlx::query("DELETE FROM apps WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
-pub async fn set_app_container(pool: &Pool, id: AppId, container_id: &str, url: Option<&str>) -> Result<()> {
+pub async fn set_app_container(
+    pool: &Pool,
+    id: AppId,
+    container_id: &str,
+    url: Option<&str>,
+) -> Result<()> {
     sqlx::query("UPDATE apps SET container_id = ?, url = ? WHERE id = ?")
         .bind(container_id)
         .bind(url)
@@ -223,12 +242,14 @@ pub async fn insert_deployment(pool: &Pool, app_id: AppId) -> Result<DeploymentR
 }
 
 pub async fn deployment(pool: &Pool, id: DeploymentId) -> Result<DeploymentRecord> {
-    sqlx::query_as::<_, DeploymentRow>(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| EngineError::NotFound(format!("deployment {id} does not exist")))?
-        .try_into()
+    sqlx::query_as::<_, DeploymentRow>(&format!(
+        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| EngineError::NotFound(format!("deployment {id} does not exist")))?
+    .try_into()
 }
 
 pub async fn deployments_of_app(pool: &Pool, app_id: AppId, limit: i64) -> Result<Vec<Deployment>> {
@@ -291,9 +312,17 @@ pub struct Change {
 /// Moves deployment `id` from `from` to `to` if it is still in `from`. Terminal statuses
 /// also record `finished_at` and `duration`. Returns the updated row, or `Conflict` if
 /// the deployment was no longer in `from` (someone else moved it).
-pub async fn transition(pool: &Pool, id: DeploymentId, from: Status, to: Status, change: Change) -> Result<DeploymentRecord> {
+pub async fn transition(
+    pool: &Pool,
+    id: DeploymentId,
+    from: Status,
+    to: Status,
+    change: Change,
+) -> Result<DeploymentRecord> {
     if !from.can_transition_to(to) {
-        return Err(EngineError::Conflict(format!("deployment {id} cannot go from {from} to {to}")));
+        return Err(EngineError::Conflict(format!(
+            "deployment {id} cannot go from {from} to {to}"
+        )));
     }
     let now = crate::time::now();
     let finished = to.is_terminal().then(|| now.clone());
@@ -319,12 +348,19 @@ pub async fn transition(pool: &Pool, id: DeploymentId, from: Status, to: Status,
     .await?;
     match row {
         Some(row) => row.try_into(),
-        None => Err(EngineError::Conflict(format!("deployment {id} is no longer {from}"))),
+        None => Err(EngineError::Conflict(format!(
+            "deployment {id} is no longer {from}"
+        ))),
     }
 }
 
 /// Raises progress inside the current stage (never past the next stage's value).
-pub async fn set_progress(pool: &Pool, id: DeploymentId, status: Status, progress: u8) -> Result<DeploymentRecord> {
+pub async fn set_progress(
+    pool: &Pool,
+    id: DeploymentId,
+    status: Status,
+    progress: u8,
+) -> Result<DeploymentRecord> {
     let progress = progress.min(status.progress_ceiling());
     let row = sqlx::query_as::<_, DeploymentRow>(&format!(
         "UPDATE deployments SET progress = MAX(progress, ?1) WHERE id = ?2 AND status = ?3 \
@@ -337,7 +373,9 @@ pub async fn set_progress(pool: &Pool, id: DeploymentId, status: Status, progres
     .await?;
     match row {
         Some(row) => row.try_into(),
-        None => Err(EngineError::Conflict(format!("deployment {id} is no longer {status}"))),
+        None => Err(EngineError::Conflict(format!(
+            "deployment {id} is no longer {status}"
+        ))),
     }
 }
 

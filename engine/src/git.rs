@@ -79,14 +79,21 @@ impl Source for GitCli {
                 url.to_owned()
             };
             let mut cmd = self.command();
-            cmd.args(["clone", "--depth", "1", "--single-branch", "--no-tags", "--no-recurse-submodules"])
-                .arg("--branch")
-                .arg(branch)
-                .arg("--")
-                .arg(&url)
-                .arg(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
+            cmd.args([
+                "clone",
+                "--depth",
+                "1",
+                "--single-branch",
+                "--no-tags",
+                "--no-recurse-submodules",
+            ])
+            .arg("--branch")
+            .arg(branch)
+            .arg("--")
+            .arg(&url)
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
             let mut child = cmd.spawn().map_err(|e| SourceError::Spawn(e.to_string()))?;
             let mut stderr = child.stderr.take();
             let run = async {
@@ -99,7 +106,9 @@ impl Source for GitCli {
                             break;
                         }
                         captured.extend_from_slice(&buf[..n]);
-                        let _ = output.send(String::from_utf8_lossy(&buf[..n]).into_owned()).await;
+                        let _ = output
+                            .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                            .await;
                     }
                 }
                 (child.wait().await, captured)
@@ -129,7 +138,9 @@ impl Source for GitCli {
                 .map_err(|e| SourceError::Spawn(e.to_string()))?;
             let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             if !out.status.success() || commit.len() < 40 {
-                return Err(SourceError::CloneFailed("could not read the cloned commit".into()));
+                return Err(SourceError::CloneFailed(
+                    "could not read the cloned commit".into(),
+                ));
             }
             Ok(Checkout {
                 dir: dir.to_owned(),

@@ -56,6 +56,9 @@ struct Inner {
     /// Cancellation of each deployment a worker is running.
     running: Mutex<HashMap<DeploymentId, CancellationToken>>,
     shutdown: CancellationToken,
+    /// Distinguishes this data directory's containers and images from those of other
+    /// Slipway instances on the same Docker engine (deployment ids restart per database).
+    instance: String,
     /// Owns the worker tasks; `shutdown` waits for them.
     tasks: TaskTracker,
 }
@@ -65,7 +68,11 @@ impl Engine {
     pub async fn start_with_docker(config: Config) -> Result<Engine> {
         let docker = runtime::docker::DockerRuntime::connect(config.docker_host.as_deref())
             .await
-            .map_err(|e| EngineError::Internal(format!("{e}. Start the Docker engine (dockerd) and try again.")))?;
+            .map_err(|e| {
+                EngineError::Internal(format!(
+                    "{e}. Start the Docker engine (dockerd) and try again."
+                ))
+            })?;
         let source = git::GitCli {
             allow_local: config.allow_local_repos,
             timeout: config.clone_timeout,
@@ -83,6 +90,7 @@ impl Engine {
         std::fs::create_dir_all(&config.data_dir)?;
         let pool = db::connect(&config.database_url).await?;
         let store = LogStore::new(config.data_dir.join("logs"))?;
+        let instance = instance_id(&config.data_dir).await?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 config,
@@ -94,6 +102,7 @@ impl Engine {
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
+                instance,
                 tasks: TaskTracker::new(),
             }),
         };
@@ -102,6 +111,11 @@ impl Engine {
             engine.inner.tasks.spawn(worker::run(engine.clone(), n));
         }
         Ok(engine)
+    }
+
+    /// Short id of this installation, kept in the data directory.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     pub fn config(&self) -> &Config {
@@ -132,7 +146,9 @@ impl Engine {
     pub async fn apps(&self) -> Result<Vec<App>> {
         let mut apps = Vec::new();
         for record in db::apps(&self.inner.pool).await? {
-            let last = db::deployments_of_app(&self.inner.pool, record.id, 1).await?.pop();
+            let last = db::deployments_of_app(&self.inner.pool, record.id, 1)
+                .await?
+                .pop();
             apps.push(record.to_api(last));
         }
         Ok(apps)
@@ -174,7 +190,11 @@ impl Engine {
         let record = db::insert_deployment(&self.inner.pool, app_id).await?;
         self.inner.bus.open(record.api.status_data(), 0);
         self.inner.wake.notify_waiters();
-        tracing::info!(app.id = app_id, deployment.id = record.api.id, "deployment queued");
+        tracing::info!(
+            app.id = app_id,
+            deployment.id = record.api.id,
+            "deployment queued"
+        );
         Ok(record.api)
     }
 
@@ -196,7 +216,11 @@ impl Engine {
     /// The last `n` lines, for pages rendered before the live view takes over.
     pub async fn recent_lines(&self, id: DeploymentId, n: u64) -> Result<Vec<LogLine>> {
         let count = self.inner.store.count(id).await?;
-        Ok(self.inner.store.read(id, count.saturating_sub(n) + 1, count).await?)
+        Ok(self
+            .inner
+            .store
+            .read(id, count.saturating_sub(n) + 1, count)
+            .await?)
     }
 
     /// A viewer of deployment `id` that starts after line `since`.
@@ -213,7 +237,13 @@ impl Engine {
                 // Ended: read the final state after the end was committed.
                 let record = db::deployment(&self.inner.pool, id).await?;
                 let count = self.inner.store.count(id).await?;
-                Ok(Watcher::finished(id, store, record.api.status_data(), since, count))
+                Ok(Watcher::finished(
+                    id,
+                    store,
+                    record.api.status_data(),
+                    since,
+                    count,
+                ))
             }
         }
     }
@@ -223,10 +253,20 @@ impl Engine {
         let record = db::deployment(&self.inner.pool, id).await?;
         let status = record.api.status;
         if status.is_terminal() {
-            return Err(EngineError::Conflict(format!("deployment {id} has already ended ({status})")));
+            return Err(EngineError::Conflict(format!(
+                "deployment {id} has already ended ({status})"
+            )));
         }
         if status == Status::Pending {
-            match self.transition(id, Status::Pending, Status::Cancelled, db::Change::default()).await {
+            match self
+                .transition(
+                    id,
+                    Status::Pending,
+                    Status::Cancelled,
+                    db::Change::default(),
+                )
+                .await
+            {
                 Ok(record) => return Ok(record.api),
                 // A worker claimed it just now: cancel it there.
                 Err(EngineError::Conflict(_)) => {}
@@ -257,7 +297,10 @@ impl Engine {
         })
         .await;
         if ended.is_err() {
-            tracing::warn!(deployment.id = id, "cancel requested; the deployment has not ended after 30 s");
+            tracing::warn!(
+                deployment.id = id,
+                "cancel requested; the deployment has not ended after 30 s"
+            );
         }
         self.deployment(id).await
     }
@@ -288,4 +331,28 @@ impl Engine {
         }
         Ok(record)
     }
+}
+
+/// Reads `<data_dir>/instance`, creating it with a fresh random id the first time.
+async fn instance_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("instance");
+    match tokio::fs::read_to_string(&path).await {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Random enough to tell installations apart: hashed clock and process id.
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u32(std::process::id());
+    let id = format!("{:06x}", hasher.finish() & 0xff_ffff);
+    tokio::fs::write(&path, &id).await?;
+    Ok(id)
 }

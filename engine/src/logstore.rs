@@ -83,7 +83,9 @@ impl LogStore {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| io::Error::other(format!("log store task failed: {e}")))?
@@ -166,7 +168,11 @@ pub struct LogWriter {
 
 impl LogWriter {
     fn open(log_path: &Path, idx_path: &Path) -> io::Result<LogWriter> {
-        let mut idx = OpenOptions::new().create(true).read(true).append(true).open(idx_path)?;
+        let mut idx = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(idx_path)?;
         let mut idx_len = idx.metadata()?.len();
         if idx_len % RECORD != 0 {
             // A torn record from a crash: drop it.
@@ -182,11 +188,19 @@ impl LogWriter {
             idx.read_exact(&mut rec)?;
             decode(&rec).0
         };
-        let log = OpenOptions::new().create(true).append(true).open(log_path)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)?;
         if log.metadata()?.len() != end {
             log.set_len(end)?;
         }
-        Ok(LogWriter { log, idx, end, last_seq })
+        Ok(LogWriter {
+            log,
+            idx,
+            end,
+            last_seq,
+        })
     }
 
     pub fn last_seq(&self) -> Seq {
@@ -305,7 +319,10 @@ mod tests {
     fn splitter_keeps_newlines_and_partial_lines() {
         let mut s = LineSplitter::default();
         assert_eq!(s.push(b"one\ntw"), vec!["one\n"]);
-        assert_eq!(s.push(b"o\n\x1b[31mred\x1b[0m\r\n"), vec!["two\n", "\x1b[31mred\x1b[0m\r\n"]);
+        assert_eq!(
+            s.push(b"o\n\x1b[31mred\x1b[0m\r\n"),
+            vec!["two\n", "\x1b[31mred\x1b[0m\r\n"]
+        );
         assert_eq!(s.push(b"tail"), Vec::<String>::new());
         assert_eq!(s.finish(), vec!["tail\n"]);
         assert!(s.finish().is_empty());
@@ -327,14 +344,22 @@ mod tests {
         let dir = tempdir();
         let store = LogStore::new(&dir).expect("store");
         let w = store.writer(7).await.expect("writer");
-        let (w, lines) = w.append(vec!["a\n".into(), "bb\n".into(), "ccc\n".into()]).await;
+        let (w, lines) = w
+            .append(vec!["a\n".into(), "bb\n".into(), "ccc\n".into()])
+            .await;
         let lines = lines.expect("append");
-        assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!(w.last_seq(), 3);
         drop(w);
         assert_eq!(store.count(7).await.expect("count"), 3);
         let got = store.read(7, 2, 3).await.expect("read");
-        assert_eq!(got.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), vec!["bb\n", "ccc\n"]);
+        assert_eq!(
+            got.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
+            vec!["bb\n", "ccc\n"]
+        );
         assert_eq!(got[0].seq, 2);
         assert_eq!(store.read(7, 1, 99).await.expect("read").len(), 3);
         assert!(store.read(7, 4, 9).await.expect("read").is_empty());
@@ -356,7 +381,11 @@ mod tests {
     }
 
     fn tempdir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("slipway-logstore-{}-{}", std::process::id(), line!()));
+        let dir = std::env::temp_dir().join(format!(
+            "slipway-logstore-{}-{}",
+            std::process::id(),
+            line!()
+        ));
         std::fs::create_dir_all(&dir).expect("tempdir");
         dir
     }

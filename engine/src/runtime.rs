@@ -50,11 +50,22 @@ pub enum ContainerState {
 pub trait Runtime: Send + Sync + 'static {
     /// Builds the image, sending every chunk of output to `output` as it arrives.
     /// Returns the image id.
-    fn build(&self, request: BuildRequest, output: mpsc::Sender<String>) -> BoxFuture<'_, Result<String, RuntimeError>>;
+    fn build(
+        &self,
+        request: BuildRequest,
+        output: mpsc::Sender<String>,
+    ) -> BoxFuture<'_, Result<String, RuntimeError>>;
     fn start(&self, spec: ContainerSpec) -> BoxFuture<'_, Result<StartedContainer, RuntimeError>>;
-    fn state<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<ContainerState, RuntimeError>>;
+    fn state<'a>(
+        &'a self,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<ContainerState, RuntimeError>>;
     /// The container's last `lines` lines of output.
-    fn tail<'a>(&'a self, container: &'a str, lines: usize) -> BoxFuture<'a, Result<String, RuntimeError>>;
+    fn tail<'a>(
+        &'a self,
+        container: &'a str,
+        lines: usize,
+    ) -> BoxFuture<'a, Result<String, RuntimeError>>;
     /// Stops and removes a container; a missing one is not an error.
     fn remove<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// Removes an image; a missing one is not an error.
@@ -68,8 +79,8 @@ pub mod docker {
     use bollard::Docker;
     use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
     use bollard::query_parameters::{
-        BuildImageOptions, CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-        RemoveImageOptionsBuilder,
+        BuildImageOptions, CreateContainerOptionsBuilder, LogsOptionsBuilder,
+        RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
     };
 
     pub struct DockerRuntime {
@@ -80,7 +91,9 @@ pub mod docker {
     impl DockerRuntime {
         /// Connects to `DOCKER_HOST` or the local socket and agrees on an API version.
         pub async fn connect(docker_host: Option<&str>) -> Result<DockerRuntime, RuntimeError> {
-            let endpoint = docker_host.unwrap_or("unix:///var/run/docker.sock").to_owned();
+            let endpoint = docker_host
+                .unwrap_or("unix:///var/run/docker.sock")
+                .to_owned();
             let unavailable = |e: bollard::errors::Error| RuntimeError::Unavailable {
                 endpoint: endpoint.clone(),
                 detail: e.to_string(),
@@ -100,10 +113,12 @@ pub mod docker {
         fn error(&self, e: bollard::errors::Error) -> RuntimeError {
             use bollard::errors::Error as E;
             match e {
-                E::HyperResponseError { .. } | E::IOError { .. } | E::RequestTimeoutError => RuntimeError::Unavailable {
-                    endpoint: self.endpoint.clone(),
-                    detail: e.to_string(),
-                },
+                E::HyperResponseError { .. } | E::IOError { .. } | E::RequestTimeoutError => {
+                    RuntimeError::Unavailable {
+                        endpoint: self.endpoint.clone(),
+                        detail: e.to_string(),
+                    }
+                }
                 other => RuntimeError::Other(other.to_string()),
             }
         }
@@ -116,7 +131,11 @@ pub mod docker {
     }
 
     impl Runtime for DockerRuntime {
-        fn build(&self, request: BuildRequest, output: mpsc::Sender<String>) -> BoxFuture<'_, Result<String, RuntimeError>> {
+        fn build(
+            &self,
+            request: BuildRequest,
+            output: mpsc::Sender<String>,
+        ) -> BoxFuture<'_, Result<String, RuntimeError>> {
             Box::pin(async move {
                 let options = BuildImageOptions {
                     dockerfile: request.dockerfile,
@@ -130,7 +149,18 @@ pub mod docker {
                 let mut stream = self.docker.build_image(options, None, Some(body));
                 let mut image = None;
                 while let Some(item) = stream.next().await {
-                    let info = item.map_err(|e| self.error(e))?;
+                    let info = match item {
+                        Ok(info) => info,
+                        // The classic builder reports a failed step as a stream error.
+                        Err(bollard::errors::Error::DockerStreamError { error }) => {
+                            let code = exit_code_of(&error).unwrap_or(1);
+                            return Err(RuntimeError::BuildFailed {
+                                code,
+                                detail: error,
+                            });
+                        }
+                        Err(e) => return Err(self.error(e)),
+                    };
                     if let Some(text) = info.stream {
                         if output.send(text).await.is_err() {
                             return Err(RuntimeError::Other("build output closed".into()));
@@ -139,7 +169,10 @@ pub mod docker {
                     if let Some(detail) = info.error_detail {
                         let message = detail.message.unwrap_or_default();
                         let code = exit_code_of(&message).or(detail.code).unwrap_or(1);
-                        return Err(RuntimeError::BuildFailed { code, detail: message });
+                        return Err(RuntimeError::BuildFailed {
+                            code,
+                            detail: message,
+                        });
                     }
                     if let Some(id) = info.aux {
                         image = id.id;
@@ -149,7 +182,10 @@ pub mod docker {
             })
         }
 
-        fn start(&self, spec: ContainerSpec) -> BoxFuture<'_, Result<StartedContainer, RuntimeError>> {
+        fn start(
+            &self,
+            spec: ContainerSpec,
+        ) -> BoxFuture<'_, Result<StartedContainer, RuntimeError>> {
             Box::pin(async move {
                 let exposed = spec.port.map(|p| format!("{p}/tcp"));
                 let port_bindings = exposed.as_ref().map(|key| {
@@ -173,7 +209,9 @@ pub mod docker {
                     }),
                     ..Default::default()
                 };
-                let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+                let options = CreateContainerOptionsBuilder::new()
+                    .name(&spec.name)
+                    .build();
                 let created = self
                     .docker
                     .create_container(Some(options), body)
@@ -186,7 +224,11 @@ pub mod docker {
                 }
                 let mut host_port = None;
                 if let Some(key) = exposed {
-                    let inspected = self.docker.inspect_container(&id, None).await.map_err(|e| self.error(e))?;
+                    let inspected = self
+                        .docker
+                        .inspect_container(&id, None)
+                        .await
+                        .map_err(|e| self.error(e))?;
                     host_port = inspected
                         .network_settings
                         .and_then(|n| n.ports)
@@ -199,7 +241,10 @@ pub mod docker {
             })
         }
 
-        fn state<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<ContainerState, RuntimeError>> {
+        fn state<'a>(
+            &'a self,
+            container: &'a str,
+        ) -> BoxFuture<'a, Result<ContainerState, RuntimeError>> {
             Box::pin(async move {
                 match self.docker.inspect_container(container, None).await {
                     Ok(inspected) => {
@@ -212,15 +257,20 @@ pub mod docker {
                             })
                         }
                     }
-                    Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                        Ok(ContainerState::Missing)
-                    }
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(ContainerState::Missing),
                     Err(e) => Err(self.error(e)),
                 }
             })
         }
 
-        fn tail<'a>(&'a self, container: &'a str, lines: usize) -> BoxFuture<'a, Result<String, RuntimeError>> {
+        fn tail<'a>(
+            &'a self,
+            container: &'a str,
+            lines: usize,
+        ) -> BoxFuture<'a, Result<String, RuntimeError>> {
             Box::pin(async move {
                 let options = LogsOptionsBuilder::new()
                     .stdout(true)
@@ -241,7 +291,11 @@ pub mod docker {
             Box::pin(async move {
                 let options = RemoveContainerOptionsBuilder::new().force(true).build();
                 match self.docker.remove_container(container, Some(options)).await {
-                    Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+                    Ok(())
+                    | Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(()),
                     Err(e) => Err(self.error(e)),
                 }
             })
@@ -251,7 +305,11 @@ pub mod docker {
             Box::pin(async move {
                 let options = RemoveImageOptionsBuilder::new().force(true).build();
                 match self.docker.remove_image(image, Some(options), None).await {
-                    Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+                    Ok(_)
+                    | Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(()),
                     Err(e) => Err(self.error(e)),
                 }
             })

@@ -11,7 +11,9 @@ pub fn format(at: DateTime<Utc>) -> String {
 }
 
 pub fn from_millis(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).map(format).unwrap_or_default()
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(format)
+        .unwrap_or_default()
 }
 
 /// Seconds between two timestamps of ours, to the millisecond.
@@ -25,7 +27,10 @@ pub fn seconds_between(start: &str, end: &str) -> Option<f64> {
 mod tests {
     #[test]
     fn formats_with_milliseconds_in_utc() {
-        assert_eq!(super::from_millis(1_795_835_468_123), "2026-11-28T03:11:08.123Z");
+        assert_eq!(
+            super::from_millis(1_795_835_468_123),
+            "2026-11-28T03:11:08.123Z"
+        );
         assert_eq!(
             super::seconds_between("2026-11-28T03:11:08.123Z", "2026-11-28T03:11:10.000Z"),
             Some(1.877)

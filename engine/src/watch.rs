@@ -48,8 +48,17 @@ pub enum WatchEnd {
 
 impl Watcher {
     /// A viewer of a deployment that is still running.
-    pub(crate) fn live(id: DeploymentId, store: LogStore, stream: Arc<DeploymentStream>, since: Seq) -> Watcher {
-        let Snapshot { status, last_seq, rx } = stream.snapshot();
+    pub(crate) fn live(
+        id: DeploymentId,
+        store: LogStore,
+        stream: Arc<DeploymentStream>,
+        since: Seq,
+    ) -> Watcher {
+        let Snapshot {
+            status,
+            last_seq,
+            rx,
+        } = stream.snapshot();
         if status.status.is_terminal() {
             // It ended between the lookup and the snapshot.
             return Watcher::finished(id, store, status, since, last_seq);
@@ -61,13 +70,25 @@ impl Watcher {
     }
 
     /// A viewer of a deployment that has ended: status, remaining lines, status again.
-    pub(crate) fn finished(id: DeploymentId, store: LogStore, status: StatusData, since: Seq, last_seq: Seq) -> Watcher {
+    pub(crate) fn finished(
+        id: DeploymentId,
+        store: LogStore,
+        status: StatusData,
+        since: Seq,
+        last_seq: Seq,
+    ) -> Watcher {
         let mut watcher = Watcher::start(id, store, status.clone(), since, last_seq);
         watcher.status_after_catch_up = Some(status);
         watcher
     }
 
-    fn start(id: DeploymentId, store: LogStore, status: StatusData, since: Seq, last_seq: Seq) -> Watcher {
+    fn start(
+        id: DeploymentId,
+        store: LogStore,
+        status: StatusData,
+        since: Seq,
+        last_seq: Seq,
+    ) -> Watcher {
         let mut ready = VecDeque::new();
         ready.push_back(status_message(&status, false));
         Watcher {
@@ -105,7 +126,8 @@ impl Watcher {
                 // viewer hears of a change it missed.
                 if status.status.is_terminal() || status.differs_from(&self.last_status) {
                     self.last_status = status.clone();
-                    self.ready.push_back(status_message(&status, status.status.is_terminal()));
+                    self.ready
+                        .push_back(status_message(&status, status.status.is_terminal()));
                 }
                 continue;
             }
@@ -117,7 +139,10 @@ impl Watcher {
                     if seq == self.last_sent_seq + 1 {
                         self.last_sent_seq = seq;
                         self.catch_up_to = seq;
-                        return Ok(Outgoing { json, terminal: false });
+                        return Ok(Outgoing {
+                            json,
+                            terminal: false,
+                        });
                     } else if seq > self.last_sent_seq + 1 {
                         // Lines we have not sent yet are in the store: read them in order.
                         self.catch_up_to = seq;
@@ -131,7 +156,11 @@ impl Watcher {
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::debug!(deployment.id = self.id, missed, "viewer lagged; catching up from the store");
+                    tracing::debug!(
+                        deployment.id = self.id,
+                        missed,
+                        "viewer lagged; catching up from the store"
+                    );
                     self.resync();
                 }
                 Err(RecvError::Closed) => return Err(WatchEnd::Shutdown),
@@ -141,7 +170,11 @@ impl Watcher {
 
     fn resync(&mut self) {
         if let Some(stream) = &self.stream {
-            let Snapshot { status, last_seq, rx } = stream.snapshot();
+            let Snapshot {
+                status,
+                last_seq,
+                rx,
+            } = stream.snapshot();
             // A terminal snapshot means no more events: drop the receiver and finish from
             // the store, ending with that status.
             self.rx = (!status.status.is_terminal()).then_some(rx);
@@ -162,7 +195,10 @@ impl Watcher {
                         timestamp: timestamp.clone(),
                         data: line,
                     });
-                    self.ready.push_back(Outgoing { json, terminal: false });
+                    self.ready.push_back(Outgoing {
+                        json,
+                        terminal: false,
+                    });
                 }
             }
             Ok(_) => {

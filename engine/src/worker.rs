@@ -113,17 +113,21 @@ impl Run {
 
     /// A line of Slipway's own.
     async fn say(&mut self, text: impl AsRef<str>) -> Result<(), Stop> {
-        self.write(vec![format!("[slipway] {}\n", text.as_ref())]).await
+        self.write(vec![format!("[slipway] {}\n", text.as_ref())])
+            .await
     }
 
     async fn enter(&mut self, next: Status) -> Result<(), Stop> {
-        self.engine.transition(self.id, self.status, next, Change::default()).await?;
+        self.engine
+            .transition(self.id, self.status, next, Change::default())
+            .await?;
         self.status = next;
         Ok(())
     }
 
     async fn progress(&mut self, progress: u8) -> Result<(), Stop> {
-        let record = db::set_progress(&self.engine.inner.pool, self.id, self.status, progress).await?;
+        let record =
+            db::set_progress(&self.engine.inner.pool, self.id, self.status, progress).await?;
         self.stream.publish_status(record.api.status_data());
         Ok(())
     }
@@ -138,7 +142,11 @@ async fn run_deployment(engine: &Engine, record: DeploymentRecord) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(id, token.clone());
-    tracing::info!(deployment.id = id, app.id = record.api.app_id, "deployment started");
+    tracing::info!(
+        deployment.id = id,
+        app.id = record.api.app_id,
+        "deployment started"
+    );
     let started = Instant::now();
 
     let outcome = match prepare(engine, &record).await {
@@ -151,20 +159,34 @@ async fn run_deployment(engine: &Engine, record: DeploymentRecord) {
         }
         Err(e) => Err(e),
     };
-    inner.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    inner
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
     let duration_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(status) => tracing::info!(deployment.id = id, %status, duration_ms, "deployment ended"),
-        Err(e) => tracing::error!(deployment.id = id, error = %e, duration_ms, "deployment could not be recorded"),
+        Err(e) => {
+            tracing::error!(deployment.id = id, error = %e, duration_ms, "deployment could not be recorded")
+        }
     }
 }
 
 async fn prepare(engine: &Engine, record: &DeploymentRecord) -> Result<Run, EngineError> {
     let id = record.api.id;
     let log = engine.inner.store.writer(id).await?;
-    let stream = match engine.inner.bus.open(record.api.status_data(), log.last_seq()) {
+    let stream = match engine
+        .inner
+        .bus
+        .open(record.api.status_data(), log.last_seq())
+    {
         Lookup::Live(stream) => stream,
-        _ => return Err(EngineError::Internal(format!("deployment {id} ended before it started"))),
+        _ => {
+            return Err(EngineError::Internal(format!(
+                "deployment {id} ended before it started"
+            )));
+        }
     };
     // The row is already `cloning` (claimed); tell viewers who saw it pending.
     stream.publish_status(record.api.status_data());
@@ -209,7 +231,9 @@ async fn finish(run: &mut Run, result: Result<(), Stop>) -> Result<Status, Engin
         },
         _ => Change::default(),
     };
-    run.engine.transition(run.id, run.status, to, change).await?;
+    run.engine
+        .transition(run.id, run.status, to, change)
+        .await?;
     Ok(to)
 }
 
@@ -223,21 +247,37 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
     if let Some(parent) = workdir.parent() {
         tokio::fs::create_dir_all(parent).await?;
     }
-    run.say(format!("Cloning {} (branch {})", app.repo_url, app.branch)).await?;
+    run.say(format!("Cloning {} (branch {})", app.repo_url, app.branch))
+        .await?;
     let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
     let fetch = inner.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
     let (checkout, ()) = tokio::join!(fetch, pump(run, rx, None));
     let checkout = checkout.map_err(|e| match e {
-        SourceError::CloneFailed(reason) => Stop::Failed(format!("Cloning {} failed: {reason}", app.repo_url)),
+        SourceError::CloneFailed(reason) => {
+            Stop::Failed(format!("Cloning {} failed: {reason}", app.repo_url))
+        }
         other => Stop::Failed(other.to_string()),
     })?;
-    db::record_artifacts(&inner.pool, run.id, Some(&checkout.commit), None, None, None).await?;
-    run.say(format!("Checked out commit {}", checkout.commit)).await?;
+    db::record_artifacts(
+        &inner.pool,
+        run.id,
+        Some(&checkout.commit),
+        None,
+        None,
+        None,
+    )
+    .await?;
+    run.say(format!("Checked out commit {}", checkout.commit))
+        .await?;
 
     // Building.
     run.enter(Status::Building).await?;
     let dockerfile = workdir.join(&app.dockerfile);
-    if !tokio::fs::metadata(&dockerfile).await.map(|m| m.is_file()).unwrap_or(false) {
+    if !tokio::fs::metadata(&dockerfile)
+        .await
+        .map(|m| m.is_file())
+        .unwrap_or(false)
+    {
         remove_dir(&workdir).await;
         return Err(Stop::Failed(format!(
             "Dockerfile {:?} not found in the repository at commit {}",
@@ -245,9 +285,10 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
             &checkout.commit[..12]
         )));
     }
-    let tag = format!("slipway/{}:{}", app.name, run.id);
+    let tag = format!("slipway/{}:{}-{}", app.name, run.id, inner.instance);
     run.image_tag = Some(tag.clone());
-    run.say(format!("Building image {tag} from {}", app.dockerfile)).await?;
+    run.say(format!("Building image {tag} from {}", app.dockerfile))
+        .await?;
     let context_tar = tar_directory(workdir.clone()).await?;
     remove_dir(&workdir).await;
     let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
@@ -261,11 +302,12 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
     let (image, ()) = tokio::join!(build, pump(run, rx, Some(StepProgress)));
     let image = image.map_err(runtime_failure)?;
     db::record_artifacts(&inner.pool, run.id, None, Some(&tag), None, None).await?;
-    run.say(format!("Built image {tag} ({})", short(&image))).await?;
+    run.say(format!("Built image {tag} ({})", short(&image)))
+        .await?;
 
     // Deploying.
     run.enter(Status::Deploying).await?;
-    let name = format!("slipway-{}-{}", app.name, run.id);
+    let name = format!("slipway-{}-{}-{}", app.name, run.id, inner.instance);
     run.say(format!("Starting container {name}")).await?;
     let started = inner
         .runtime
@@ -280,10 +322,28 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
         .map_err(runtime_failure)?;
     run.new_container = Some(started.id.clone());
     let url = started.host_port.map(|p| format!("http://127.0.0.1:{p}"));
-    db::record_artifacts(&inner.pool, run.id, None, None, Some(&started.id), url.as_deref()).await?;
+    db::record_artifacts(
+        &inner.pool,
+        run.id,
+        None,
+        None,
+        Some(&started.id),
+        url.as_deref(),
+    )
+    .await?;
     match &url {
-        Some(url) => run.say(format!("Container {} started; port {} published at {url}", short(&started.id), app.port.unwrap_or_default())).await?,
-        None => run.say(format!("Container {} started", short(&started.id))).await?,
+        Some(url) => {
+            run.say(format!(
+                "Container {} started; port {} published at {url}",
+                short(&started.id),
+                app.port.unwrap_or_default()
+            ))
+            .await?
+        }
+        None => {
+            run.say(format!("Container {} started", short(&started.id)))
+                .await?
+        }
     }
     health_check(run, &started.id, started.host_port).await?;
 
@@ -291,8 +351,20 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
     let previous = db::app(&inner.pool, app.id).await?.container_id;
     if let Some(previous) = previous.filter(|p| *p != started.id) {
         match inner.runtime.remove(&previous).await {
-            Ok(()) => run.say(format!("Stopped the previous container {}", short(&previous))).await?,
-            Err(e) => run.say(format!("Could not stop the previous container {}: {e}", short(&previous))).await?,
+            Ok(()) => {
+                run.say(format!(
+                    "Stopped the previous container {}",
+                    short(&previous)
+                ))
+                .await?
+            }
+            Err(e) => {
+                run.say(format!(
+                    "Could not stop the previous container {}: {e}",
+                    short(&previous)
+                ))
+                .await?
+            }
         }
     }
     db::set_app_container(&inner.pool, app.id, &started.id, url.as_deref()).await?;
@@ -302,7 +374,14 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
         None => "Deployment successful".to_owned(),
     })
     .await?;
-    run.engine.transition(run.id, Status::Deploying, Status::Success, Change::default()).await?;
+    run.engine
+        .transition(
+            run.id,
+            Status::Deploying,
+            Status::Success,
+            Change::default(),
+        )
+        .await?;
     run.status = Status::Success;
     Ok(())
 }
@@ -334,9 +413,12 @@ async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, steps: Option<StepP
             continue; // Keep draining so the producer never blocks on us.
         }
         let lines = splitter.push(chunk.as_bytes());
-        let progress = steps
-            .as_ref()
-            .and(lines.iter().filter_map(|l| StepProgress::progress_of(l)).max());
+        let progress = steps.as_ref().and(
+            lines
+                .iter()
+                .filter_map(|l| StepProgress::progress_of(l))
+                .max(),
+        );
         if run.write(lines).await.is_err() {
             failed = true;
             continue;
@@ -364,14 +446,21 @@ async fn health_check(run: &mut Run, container: &str, host_port: Option<u16>) ->
     let timeout = run.engine.inner.config.health_timeout;
     let deadline = Instant::now() + timeout;
     let Some(port) = host_port else {
-        run.say(format!("No port configured: checking that the container stays up for {} s", SETTLE_TIME.as_secs())).await?;
+        run.say(format!(
+            "No port configured: checking that the container stays up for {} s",
+            SETTLE_TIME.as_secs()
+        ))
+        .await?;
         tokio::time::sleep(SETTLE_TIME).await;
         return match runtime.state(container).await.map_err(runtime_failure)? {
             ContainerState::Running => run.say("Container is running").await,
             other => Err(died(run, container, other).await),
         };
     };
-    run.say(format!("Health check: waiting for an HTTP answer below 500 on 127.0.0.1:{port}")).await?;
+    run.say(format!(
+        "Health check: waiting for an HTTP answer below 500 on 127.0.0.1:{port}"
+    ))
+    .await?;
     let mut last;
     loop {
         match runtime.state(container).await.map_err(runtime_failure)? {
@@ -380,13 +469,20 @@ async fn health_check(run: &mut Run, container: &str, host_port: Option<u16>) ->
         }
         match http_status(port).await {
             Ok(code) if code < 500 => {
-                return run.say(format!("Health check passed: HTTP {code} from 127.0.0.1:{port}")).await;
+                return run
+                    .say(format!(
+                        "Health check passed: HTTP {code} from 127.0.0.1:{port}"
+                    ))
+                    .await;
             }
             Ok(code) => last = format!("HTTP {code}"),
             Err(e) => last = e,
         }
         if Instant::now() >= deadline {
-            let tail = runtime.tail(container, TAIL_LINES).await.unwrap_or_default();
+            let tail = runtime
+                .tail(container, TAIL_LINES)
+                .await
+                .unwrap_or_default();
             return Err(Stop::Failed(format!(
                 "Health check failed: the container did not answer on port {port} within {} s (last: {last}). Its last output:\n{}",
                 timeout.as_secs(),
@@ -399,20 +495,33 @@ async fn health_check(run: &mut Run, container: &str, host_port: Option<u16>) ->
 }
 
 async fn died(run: &Run, container: &str, state: ContainerState) -> Stop {
-    let tail = run.engine.inner.runtime.tail(container, TAIL_LINES).await.unwrap_or_default();
+    let tail = run
+        .engine
+        .inner
+        .runtime
+        .tail(container, TAIL_LINES)
+        .await
+        .unwrap_or_default();
     let how = match state {
         ContainerState::Exited { code } => format!("exited with code {code}"),
         _ => "disappeared".to_owned(),
     };
-    Stop::Failed(format!("The container {how} before it was healthy. Its last output:\n{}", tail.trim_end()))
+    Stop::Failed(format!(
+        "The container {how} before it was healthy. Its last output:\n{}",
+        tail.trim_end()
+    ))
 }
 
 /// One HTTP/1.0 request to 127.0.0.1:port; the status code of the answer.
 async fn http_status(port: u16) -> Result<u16, String> {
     let attempt = async {
-        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
         socket
-            .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: slipway-health-check\r\n\r\n")
+            .write_all(
+                b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: slipway-health-check\r\n\r\n",
+            )
             .await
             .map_err(|e| e.to_string())?;
         let mut head = Vec::with_capacity(64);
@@ -480,7 +589,11 @@ async fn tar_directory(dir: PathBuf) -> Result<Vec<u8>, Stop> {
 /// queued; the workers take them.
 pub(crate) async fn reconcile(engine: &Engine) -> Result<(), EngineError> {
     let inner = &engine.inner;
-    let stuck = db::deployments_in(&inner.pool, &[Status::Cloning, Status::Building, Status::Deploying]).await?;
+    let stuck = db::deployments_in(
+        &inner.pool,
+        &[Status::Cloning, Status::Building, Status::Deploying],
+    )
+    .await?;
     for record in stuck {
         let id = record.api.id;
         let stage = record.api.status;
@@ -511,7 +624,10 @@ mod tests {
 
     #[test]
     fn steps_move_progress_from_50_towards_80() {
-        assert_eq!(StepProgress::progress_of("Step 1/5 : FROM scratch\n"), Some(50));
+        assert_eq!(
+            StepProgress::progress_of("Step 1/5 : FROM scratch\n"),
+            Some(50)
+        );
         assert_eq!(StepProgress::progress_of("Step 3/5 : RUN x\n"), Some(62));
         assert_eq!(StepProgress::progress_of("Step 5/5 : CMD x\n"), Some(74));
         assert_eq!(StepProgress::progress_of("Step 6/5 : CMD x\n"), None);

@@ -120,7 +120,10 @@ pub fn repo_url(url: &str, allow_local: bool) -> Result<(), FieldError> {
     }
     if let Some(path) = url.strip_prefix("file://") {
         if !allow_local {
-            return Err(FieldError::new(field, format!("file:// URLs: {local_hint}")));
+            return Err(FieldError::new(
+                field,
+                format!("file:// URLs: {local_hint}"),
+            ));
         }
         return local_path(field, path);
     }
@@ -175,7 +178,10 @@ fn valid_host(host: &str) -> bool {
 
 fn local_path(field: &str, path: &str) -> Result<(), FieldError> {
     if !path.starts_with('/') {
-        return Err(FieldError::new(field, "a local repository needs an absolute path"));
+        return Err(FieldError::new(
+            field,
+            "a local repository needs an absolute path",
+        ));
     }
     Ok(())
 }
@@ -340,8 +346,28 @@ mod tests {
             assert_eq!(branch_name(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "", "-x", "--upload-pack=x", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[",
-            "a\\b", "@", "a@{1}", "/a", "a/", "a.", "a//b", ".a", "a/.b", "a.lock", "a\u{7}",
+            "",
+            "-x",
+            "--upload-pack=x",
+            "a..b",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "@",
+            "a@{1}",
+            "/a",
+            "a/",
+            "a.",
+            "a//b",
+            ".a",
+            "a/.b",
+            "a.lock",
+            "a\u{7}",
         ] {
             assert_eq!(branch_name(bad).expect_err(bad).field, "branch", "{bad:?}");
         }

@@ -1,1 +1,99 @@
+//! Slipway's HTTP server.
+//!
+//! - [`api`]: the JSON API of PROTOCOL.md.
+//! - [`monitor`]: the deployment monitor WebSocket.
+//! - [`error`]: the JSON error body and the mapping from engine errors.
+//! - [`run`]: serves the API, the monitor and the Leptos dashboard on a listener until
+//!   a shutdown future resolves. `main.rs` and the tests both call it.
 
+pub mod api;
+pub mod error;
+pub mod monitor;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::{get, post};
+use engine::Engine;
+use leptos::config::LeptosOptions;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use std::future::Future;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request body the API reads.
+const BODY_LIMIT: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub leptos: LeptosOptions,
+    /// Cancelled when the server begins to shut down: monitor sockets close with 1001.
+    pub closing: CancellationToken,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+/// Where the built site (`pkg/`, styles, `public/`) lives: `LEPTOS_SITE_ROOT`, default
+/// `target/site`, as the Makefile builds it.
+pub fn leptos_options() -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("slipway")
+        .site_root(std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()))
+        .site_pkg_dir("pkg")
+        .build()
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(api::health))
+        .route("/apps", get(api::list_apps).post(api::create_app))
+        .route("/apps/{id}", get(api::show_app).delete(api::delete_app))
+        .route("/apps/{id}/deployments", get(api::app_deployments))
+        .route("/deployments", post(api::create_deployment))
+        .route("/deployments/logs", get(monitor::monitor))
+        .route("/deployments/{id}", get(api::show_deployment))
+        .route("/deployments/{id}/cancel", post(api::cancel_deployment))
+        .route("/deployments/{id}/logs", get(api::deployment_log))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let routes = generate_route_list(app::App);
+    let engine = state.engine.clone();
+    let leptos = state.leptos.clone();
+    Router::new()
+        .nest("/api", api)
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || leptos::prelude::provide_context(engine.clone()),
+            move || app::shell(leptos.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then closes monitor sockets and waits for requests
+/// in flight. The caller shuts the engine down afterwards.
+pub async fn run(
+    engine: Engine,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let closing = CancellationToken::new();
+    let state = AppState {
+        engine,
+        leptos: leptos_options(),
+        closing: closing.clone(),
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.cancel();
+        })
+        .await
+}

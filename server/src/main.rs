@@ -1,1 +1,51 @@
-fn main(){}
+//! `slipway`: reads the configuration, starts the engine, serves, shuts down gracefully.
+
+use anyhow::Context;
+use engine::{Config, Engine};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("slipway: invalid configuration: {e}");
+            std::process::exit(2);
+        }
+    };
+    tracing::info!(?config, "starting");
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("SLIPWAY_ADDR: cannot listen on {}", config.addr))?;
+    let engine = Engine::start_with_docker(config)
+        .await
+        .context("starting the engine")?;
+    tracing::info!("serving the dashboard on http://{}", listener.local_addr()?);
+    server::run(engine.clone(), listener, shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

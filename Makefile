@@ -1,0 +1,45 @@
+# Slipway: `make run` serves the dashboard, `make test` runs every test.
+# Both install whatever is missing first (scripts/setup.sh).
+
+SHELL := /bin/bash
+export SLIPWAY_ADDR ?= 127.0.0.1:3000
+export SLIPWAY_DATA_DIR ?= ./data
+export LEPTOS_SITE_ROOT := target/site
+
+.PHONY: run test setup site server unit integration e2e wasm-check bench clean
+
+run: setup site server
+	SLIPWAY_ALLOW_LOCAL_REPOS=$${SLIPWAY_ALLOW_LOCAL_REPOS:-1} target/release/slipway
+
+test: setup site server unit wasm-check integration e2e
+
+setup:
+	@scripts/setup.sh
+
+site:
+	@scripts/build-site.sh
+
+server:
+	cargo build --release -p server --bin slipway
+
+# Unit tests of every crate, and the engine against a fake runtime.
+unit:
+	cargo test --workspace --lib --bins
+
+# The browser build must not pull in the server's runtime (leptos issue 3625).
+wasm-check:
+	scripts/check-wasm-deps.sh
+
+# The HTTP API and the monitor WebSocket against a real server and the real Docker engine.
+integration:
+	scripts/docker.sh
+	cargo test -p server --tests -- --test-threads=2
+
+# Playwright in Debian's Chromium against `target/release/slipway`.
+e2e:
+	scripts/docker.sh
+	cd end2end && npx playwright test
+
+clean:
+	cargo clean
+	rm -rf data target/site

@@ -1,0 +1,175 @@
+//! Server functions: the dashboard's own actions. Each calls the same engine methods as
+//! the HTTP API, so both paths share validation and behaviour.
+
+use leptos::prelude::*;
+use protocol::{App, Deployment, LogLine};
+use serde::{Deserialize, Serialize};
+
+/// A rejected form field, shown next to its input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldProblem {
+    /// The field at fault, when there is one.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// What the app page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppView {
+    pub app: App,
+    pub deployments: Vec<Deployment>,
+}
+
+/// What the monitor page shows before the live view takes over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentView {
+    pub deployment: Deployment,
+    pub app_name: String,
+    pub recent_lines: Vec<LogLine>,
+}
+
+/// Lines a page shows before its WebAssembly loads.
+pub const RECENT_LINES: u64 = 200;
+
+#[server]
+pub async fn list_apps() -> Result<Vec<App>, ServerFnError> {
+    use self::ssr::*;
+    engine()?.apps().await.map_err(internal)
+}
+
+#[server]
+pub async fn create_app(
+    name: String,
+    repo_url: String,
+    branch: String,
+    dockerfile: String,
+    port: String,
+    env: String,
+) -> Result<Result<App, FieldProblem>, ServerFnError> {
+    use self::ssr::*;
+    let port = match port.trim() {
+        "" => None,
+        text => match text.parse::<i64>() {
+            Ok(port) => Some(port),
+            Err(_) => {
+                return Ok(Err(FieldProblem {
+                    field: Some("port".into()),
+                    message: "port: must be a number from 1 to 65535".into(),
+                }));
+            }
+        },
+    };
+    let env = match parse_env(&env) {
+        Ok(env) => env,
+        Err(message) => {
+            return Ok(Err(FieldProblem {
+                field: Some("env".into()),
+                message,
+            }));
+        }
+    };
+    let blank_to_none = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let new = protocol::NewApp {
+        name: name.trim().to_owned(),
+        repo_url: repo_url.trim().to_owned(),
+        branch: blank_to_none(branch),
+        dockerfile: blank_to_none(dockerfile),
+        port,
+        env,
+    };
+    match engine()?.create_app(new).await {
+        Ok(app) => Ok(Ok(app)),
+        Err(::engine::EngineError::Invalid(problem)) => Ok(Err(FieldProblem {
+            message: problem.to_string(),
+            field: Some(problem.field),
+        })),
+        Err(::engine::EngineError::Conflict(message)) => Ok(Err(FieldProblem {
+            field: Some("name".into()),
+            message: format!("name: {message}"),
+        })),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+#[server]
+pub async fn get_app(id: i64) -> Result<AppView, ServerFnError> {
+    use self::ssr::*;
+    let engine = engine()?;
+    let app = engine.app(id).await.map_err(internal)?;
+    let deployments = engine.deployments(id).await.map_err(internal)?;
+    Ok(AppView { app, deployments })
+}
+
+#[server]
+pub async fn deploy(app_id: i64) -> Result<Deployment, ServerFnError> {
+    use self::ssr::*;
+    let deployment = engine()?.deploy(app_id).await.map_err(internal)?;
+    leptos_axum::redirect(&format!("/deployments/{}", deployment.id));
+    Ok(deployment)
+}
+
+#[server]
+pub async fn get_deployment(id: i64) -> Result<DeploymentView, ServerFnError> {
+    use self::ssr::*;
+    let engine = engine()?;
+    let deployment = engine.deployment(id).await.map_err(internal)?;
+    let app_name = engine
+        .app(deployment.app_id)
+        .await
+        .map(|a| a.name)
+        .unwrap_or_default();
+    let recent_lines = engine
+        .recent_lines(id, RECENT_LINES)
+        .await
+        .map_err(internal)?;
+    Ok(DeploymentView {
+        deployment,
+        app_name,
+        recent_lines,
+    })
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use leptos::prelude::*;
+    use std::collections::BTreeMap;
+
+    pub fn engine() -> Result<engine::Engine, ServerFnError> {
+        use_context::<engine::Engine>()
+            .ok_or_else(|| ServerFnError::new("the engine is not available"))
+    }
+
+    /// Engine errors for the page: what a person can act on, never internal detail.
+    pub fn internal(e: engine::EngineError) -> ServerFnError {
+        match e {
+            engine::EngineError::NotFound(m) | engine::EngineError::Conflict(m) => {
+                ServerFnError::new(m)
+            }
+            engine::EngineError::Invalid(f) => ServerFnError::new(f.to_string()),
+            other => {
+                tracing_log(&other);
+                ServerFnError::new("internal error: the server log has the details")
+            }
+        }
+    }
+
+    fn tracing_log(e: &engine::EngineError) {
+        leptos::logging::error!("server function failed: {e}");
+    }
+
+    /// `KEY=value` lines; blank lines and `#` comments are skipped.
+    pub fn parse_env(text: &str) -> Result<BTreeMap<String, String>, String> {
+        let mut env = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| format!("env: line {} must look like NAME=value", n + 1))?;
+            env.insert(key.trim().to_owned(), value.to_owned());
+        }
+        Ok(env)
+    }
+}

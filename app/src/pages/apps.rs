@@ -1,0 +1,110 @@
+//! `/`: the apps, and a form to add one.
+
+use super::{ErrorNote, StatusBadge, error_text};
+use crate::api::{CreateApp, list_apps};
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+const INPUT: &str = "mt-1 w-full rounded border border-slate-700 bg-slate-900 px-3 py-2 text-sm text-slate-100 \
+    placeholder:text-slate-500 focus:border-sky-500 focus:outline-none";
+
+#[component]
+pub fn AppsPage() -> impl IntoView {
+    let create = ServerAction::<CreateApp>::new();
+    let apps = Resource::new(move || create.version().get(), |_| list_apps());
+    let problem = move || {
+        create
+            .value()
+            .get()
+            .and_then(|result| result.ok())
+            .and_then(|inner| inner.err())
+    };
+    let field_error = move |field: &'static str| {
+        move || {
+            problem()
+                .filter(|p| p.field.as_deref() == Some(field))
+                .map(|p| view! { <p class="mt-1 text-sm text-rose-300" id=format!("{field}-error")>{p.message}</p> })
+        }
+    };
+    let other_error = move || {
+        create
+            .value()
+            .get()
+            .and_then(|result| result.err())
+            .map(|e| view! { <ErrorNote message=error_text(&e) /> })
+    };
+
+    view! {
+        <section aria-labelledby="apps-heading">
+            <h1 id="apps-heading" class="text-2xl font-semibold">"Apps"</h1>
+            <Suspense fallback=|| view! { <p class="mt-4 text-slate-400">"Loading apps…"</p> }>
+                {move || Suspend::new(async move {
+                    match apps.await {
+                        Ok(apps) if apps.is_empty() => view! {
+                            <p class="mt-4 text-slate-400">"No apps yet. Add one below."</p>
+                        }.into_any(),
+                        Ok(apps) => view! {
+                            <ul class="mt-4 divide-y divide-slate-800 rounded border border-slate-800">
+                                {apps.into_iter().map(|app| view! {
+                                    <li class="flex flex-wrap items-center gap-3 px-4 py-3">
+                                        <A href=format!("/apps/{}", app.id) attr:class="font-medium text-sky-300 hover:underline">
+                                            {app.name.clone()}
+                                        </A>
+                                        <span class="text-sm text-slate-400">{format!("{} · {}", app.repo_url, app.branch)}</span>
+                                        {app.last_deployment.map(|d| view! { <StatusBadge status=d.status /> })}
+                                        {app.url.map(|url| view! {
+                                            <a href=url.clone() class="ml-auto text-sm text-emerald-300 hover:underline">{url.clone()}</a>
+                                        })}
+                                    </li>
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                        Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+
+        <section aria-labelledby="add-heading" class="mt-10 max-w-xl">
+            <h2 id="add-heading" class="text-xl font-semibold">"Add an app"</h2>
+            <ActionForm action=create attr:class="mt-4 space-y-4" attr:aria-label="Add an app">
+                <div>
+                    <label for="name" class="text-sm text-slate-300">"Name"</label>
+                    <input id="name" name="name" required placeholder="hello" class=INPUT />
+                    {field_error("name")}
+                </div>
+                <div>
+                    <label for="repo_url" class="text-sm text-slate-300">"Repository URL"</label>
+                    <input id="repo_url" name="repo_url" required placeholder="https://git.example.com/hello.git" class=INPUT />
+                    {field_error("repo_url")}
+                </div>
+                <div class="grid grid-cols-1 gap-4 sm:grid-cols-3">
+                    <div>
+                        <label for="branch" class="text-sm text-slate-300">"Branch"</label>
+                        <input id="branch" name="branch" placeholder="main" class=INPUT />
+                        {field_error("branch")}
+                    </div>
+                    <div>
+                        <label for="dockerfile" class="text-sm text-slate-300">"Dockerfile"</label>
+                        <input id="dockerfile" name="dockerfile" placeholder="Dockerfile" class=INPUT />
+                        {field_error("dockerfile")}
+                    </div>
+                    <div>
+                        <label for="port" class="text-sm text-slate-300">"Port"</label>
+                        <input id="port" name="port" inputmode="numeric" placeholder="8080" class=INPUT />
+                        {field_error("port")}
+                    </div>
+                </div>
+                <div>
+                    <label for="env" class="text-sm text-slate-300">"Environment (NAME=value per line)"</label>
+                    <textarea id="env" name="env" rows="3" placeholder="GREETING=hi" class=INPUT></textarea>
+                    {field_error("env")}
+                </div>
+                {other_error}
+                <button type="submit" class="rounded bg-sky-600 px-4 py-2 text-sm font-medium text-white hover:bg-sky-500">
+                    "Add app"
+                </button>
+            </ActionForm>
+        </section>
+    }
+}

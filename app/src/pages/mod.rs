@@ -1,0 +1,45 @@
+//! The dashboard's pages and the small pieces they share.
+
+pub mod app;
+pub mod apps;
+pub mod deployment;
+
+use leptos::prelude::*;
+use protocol::Status;
+
+/// Tailwind classes of a status badge.
+pub fn badge_class(status: Status) -> &'static str {
+    match status {
+        Status::Success => {
+            "rounded px-2 py-0.5 text-xs font-medium bg-emerald-500/15 text-emerald-300"
+        }
+        Status::Failed => "rounded px-2 py-0.5 text-xs font-medium bg-rose-500/15 text-rose-300",
+        Status::Cancelled => {
+            "rounded px-2 py-0.5 text-xs font-medium bg-slate-500/20 text-slate-300"
+        }
+        Status::Pending => "rounded px-2 py-0.5 text-xs font-medium bg-amber-500/15 text-amber-300",
+        _ => "rounded px-2 py-0.5 text-xs font-medium bg-sky-500/15 text-sky-300",
+    }
+}
+
+#[component]
+pub fn StatusBadge(status: Status) -> impl IntoView {
+    view! { <span class=badge_class(status)>{status.as_str()}</span> }
+}
+
+/// Shown when a server function fails.
+#[component]
+pub fn ErrorNote(message: String) -> impl IntoView {
+    view! {
+        <p role="alert" class="rounded border border-rose-800 bg-rose-950/50 px-3 py-2 text-rose-200">
+            {message}
+        </p>
+    }
+}
+
+pub fn error_text(e: &ServerFnError) -> String {
+    match e {
+        ServerFnError::ServerError(message) => message.clone(),
+        other => other.to_string(),
+    }
+}

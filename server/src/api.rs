@@ -1,0 +1,199 @@
+//! The JSON HTTP API of PROTOCOL.md. Handlers parse and check input, call the engine,
+//! and map its errors; they hold no logic of their own.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use protocol::{App, Deployment, ErrorCode, NewApp};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A JSON object body; anything else becomes our error format (400, or 413 when too large).
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is larger than 256 KiB",
+                )
+            } else {
+                ApiError::bad_request(format!("the request body could not be read: {rejection}"))
+            }
+        })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            )),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "the request body is not valid JSON: {e}"
+            ))),
+        }
+    }
+}
+
+/// A numeric id from the path; anything else is a 400 naming it.
+pub fn parse_id(what: &str, text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("{what} must be a positive integer, not {text:?}"))
+        })
+}
+
+pub async fn health() -> Json<Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn list_apps(State(state): State<AppState>) -> Result<Json<Vec<App>>, ApiError> {
+    Ok(Json(state.engine.apps().await?))
+}
+
+pub async fn create_app(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let new = new_app_from_json(&body)?;
+    let app = state.engine.create_app(new).await?;
+    Ok((StatusCode::CREATED, Json(app)).into_response())
+}
+
+fn unprocessable(field: &str, message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unprocessable, format!("{field}: {message}"))
+}
+
+fn optional_string(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(unprocessable(field, "must be a string")),
+    }
+}
+
+/// Field by field, so every type error names its field.
+fn new_app_from_json(body: &Map<String, Value>) -> Result<NewApp, ApiError> {
+    let name =
+        optional_string(body, "name")?.ok_or_else(|| unprocessable("name", "is required"))?;
+    let repo_url = optional_string(body, "repo_url")?
+        .ok_or_else(|| unprocessable("repo_url", "is required"))?;
+    let port = match body.get("port") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .ok_or_else(|| unprocessable("port", "must be a whole number from 1 to 65535"))?,
+        ),
+        Some(_) => return Err(unprocessable("port", "must be a number from 1 to 65535")),
+    };
+    let mut env = BTreeMap::new();
+    match body.get("env") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(vars)) => {
+            for (key, value) in vars {
+                match value {
+                    Value::String(s) => env.insert(key.clone(), s.clone()),
+                    _ => {
+                        return Err(unprocessable(
+                            "env",
+                            &format!("the value of {key:?} must be a string"),
+                        ));
+                    }
+                };
+            }
+        }
+        Some(_) => {
+            return Err(unprocessable(
+                "env",
+                "must be an object of names to string values",
+            ));
+        }
+    }
+    Ok(NewApp {
+        name,
+        repo_url,
+        branch: optional_string(body, "branch")?,
+        dockerfile: optional_string(body, "dockerfile")?,
+        port,
+        env,
+    })
+}
+
+pub async fn show_app(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<App>, ApiError> {
+    Ok(Json(state.engine.app(parse_id("app id", &id)?).await?))
+}
+
+pub async fn delete_app(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.delete_app(parse_id("app id", &id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn app_deployments(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Deployment>>, ApiError> {
+    Ok(Json(
+        state.engine.deployments(parse_id("app id", &id)?).await?,
+    ))
+}
+
+pub async fn create_deployment(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let value = body.get("appId").or_else(|| body.get("app_id"));
+    let app_id = match value {
+        Some(Value::Number(n)) => n.as_i64().filter(|id| *id > 0),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::bad_request("appId is required and must be a positive integer"))?;
+    let deployment = state.engine.deploy(app_id).await?;
+    Ok((StatusCode::CREATED, Json(deployment)).into_response())
+}
+
+pub async fn show_deployment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .deployment(parse_id("deployment id", &id)?)
+            .await?,
+    ))
+}
+
+pub async fn cancel_deployment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    Ok(Json(
+        state.engine.cancel(parse_id("deployment id", &id)?).await?,
+    ))
+}
+
+pub async fn deployment_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let bytes = state.engine.log(parse_id("deployment id", &id)?).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such API route: see PROTOCOL.md")
+}

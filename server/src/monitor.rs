@@ -1,0 +1,144 @@
+//! The monitor WebSocket: `GET /api/deployments/logs?id=N[&since=S]`.
+//!
+//! One task per connection pumps its [`Watcher`] into the socket. The socket's send
+//! waits for the client, so a slow client slows only its own watcher, which then
+//! catches up from the store (bounded memory). Pings every 20 s; a peer silent for
+//! 60 s is dropped.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use engine::{EngineError, WatchEnd, Watcher};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ErrorCode, Event, Seq};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const PING_EVERY: Duration = Duration::from_secs(20);
+const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Clients send only pongs and closes: a small read buffer keeps idle sockets cheap.
+const READ_BUFFER: usize = 4 * 1024;
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+pub async fn monitor(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let watcher = open(&state, &query).await;
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(_) => {
+            return match watcher {
+                Err(e) => e.into_response(),
+                Ok(_) => ApiError::bad_request(
+                    "GET /api/deployments/logs is a WebSocket: connect with an Upgrade: websocket request",
+                )
+                .into_response(),
+            };
+        }
+    };
+    let closing = state.closing.clone();
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            match watcher {
+                Ok(watcher) => serve(socket, watcher, closing).await,
+                Err(e) => refuse(socket, e).await,
+            }
+        })
+}
+
+async fn open(state: &AppState, query: &HashMap<String, String>) -> Result<Watcher, ApiError> {
+    let id = query.get("id").ok_or_else(|| {
+        ApiError::bad_request("id is required: /api/deployments/logs?id=<deployment id>")
+    })?;
+    let id = crate::api::parse_id("id", id)?;
+    let since = match query.get("since") {
+        None => 0,
+        Some(text) => text.parse::<Seq>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "since must be a non-negative integer, not {text:?}"
+            ))
+        })?,
+    };
+    state.engine.watch(id, since).await.map_err(|e| match e {
+        EngineError::NotFound(_) => ApiError::new(
+            ErrorCode::NotFound,
+            format!("deployment {id} does not exist"),
+        ),
+        other => other.into(),
+    })
+}
+
+async fn refuse(mut socket: WebSocket, error: ApiError) {
+    let event = Event::Error {
+        timestamp: engine::time::now(),
+        data: error.body(),
+    };
+    let json = serde_json::to_string(&event).unwrap_or_default();
+    let _ = socket.send(Message::Text(json.into())).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: error.code.close_code(),
+            reason: error.message.chars().take(100).collect::<String>().into(),
+        })))
+        .await;
+}
+
+async fn serve(socket: WebSocket, mut watcher: Watcher, closing: CancellationToken) {
+    let (mut tx, mut rx) = socket.split();
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    let mut last_heard = Instant::now();
+    let close_code = loop {
+        tokio::select! {
+            next = watcher.next() => match next {
+                Ok(message) => {
+                    if tx.send(Message::Text(message.json.as_ref().into())).await.is_err() {
+                        return;
+                    }
+                    if message.terminal {
+                        break 1000;
+                    }
+                }
+                Err(WatchEnd::Finished) => break 1000,
+                Err(WatchEnd::Shutdown) => break 1001,
+            },
+            incoming = rx.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => last_heard = Instant::now(),
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > PEER_TIMEOUT {
+                    tracing::debug!("dropping a monitor peer silent for 60 s");
+                    return;
+                }
+                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            _ = closing.cancelled() => break 1001,
+        }
+    };
+    let _ = tx
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code,
+            reason: "".into(),
+        })))
+        .await;
+    // Wait briefly for the client's close so the connection ends cleanly.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(message)) = rx.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,294 @@
+//! Test harness: a real Slipway server on 127.0.0.1 port 0 with a fresh data directory,
+//! a small HTTP client, a real WebSocket client, and git repositories made on the spot.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use engine::{Config, Engine};
+use futures_util::StreamExt;
+use protocol::Event;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub engine: Engine,
+    pub dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "slipway-test-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl TestServer {
+    /// A server on the real Docker engine.
+    pub async fn start(name: &str) -> TestServer {
+        let dir = temp_dir(name);
+        let config = Config::from_lookup(|var| match var {
+            "SLIPWAY_DATA_DIR" => Some(dir.join("data").display().to_string()),
+            "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
+            "SLIPWAY_HEALTH_TIMEOUT_SECS" => Some("20".into()),
+            _ => None,
+        })
+        .unwrap();
+        let engine = Engine::start_with_docker(config)
+            .await
+            .expect("the Docker engine must be running (scripts/docker.sh)");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                server::run(engine, listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        TestServer {
+            addr,
+            engine,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Deletes every app (and so its containers), then stops the server and engine.
+    pub async fn stop(mut self) {
+        let (_, apps) = self.json("GET", "/api/apps", None).await;
+        for app in apps.as_array().cloned().unwrap_or_default() {
+            let (status, body) = self
+                .request("DELETE", &format!("/api/apps/{}", app["id"]), None)
+                .await;
+            assert_eq!(status, 204, "{body}");
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.engine.shutdown().await;
+    }
+
+    pub async fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        http(self.addr, method, path, body).await
+    }
+
+    pub async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let text = body.map(|b| b.to_string());
+        let (status, body) = self.request(method, path, text.as_deref()).await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    pub async fn ws(&self, query: &str) -> Viewer {
+        let url = format!("ws://{}/api/deployments/logs?{query}", self.addr);
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Viewer { socket }
+    }
+}
+
+/// HTTP/1.1 with `Connection: close`: enough for JSON and text bodies.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || tail.len() < size {
+            break;
+        }
+        out.push_str(&tail[..size]);
+        rest = &tail[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub struct Viewer {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+/// Everything a viewer received, in order, and how the socket closed.
+#[derive(Debug)]
+pub struct Received {
+    pub events: Vec<Event>,
+    pub close_code: Option<u16>,
+}
+
+impl Received {
+    pub fn seqs(&self) -> Vec<u64> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Log { data, .. } => Some(data.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Log { data, .. } => Some(data.line.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn statuses(&self) -> Vec<protocol::StatusData> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Status { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Viewer {
+    pub async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            match self.socket.next().await? {
+                Ok(Message::Text(text)) => {
+                    return Some(serde_json::from_str(&text).expect("every frame is an event"));
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Reads until the server closes (or `limit` passes, which fails the test).
+    pub async fn read_to_close(mut self, limit: Duration) -> Received {
+        let mut events = Vec::new();
+        let close_code = tokio::time::timeout(limit, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Text(text))) => events.push(
+                        serde_json::from_str::<Event>(&text).expect("every frame is an event"),
+                    ),
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("websocket error: {e}"),
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("the server ends the stream");
+        Received { events, close_code }
+    }
+}
+
+/// A git repository with one commit on `main` holding `files` and a static busybox.
+/// Dockerfiles get a unique `ENV` after their first lines so Docker's layer cache never
+/// hides the output of the `RUN` steps the tests look for.
+pub fn git_repo(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy("/bin/busybox", repo.join("busybox")).expect("busybox-static is installed");
+    for (name, content) in files {
+        let path = repo.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        let nonce = format!("ENV SLIPWAY_TEST_NONCE={}\n", dir.display());
+        let content = content.replacen(
+            "COPY busybox /bin/busybox\n",
+            &format!("COPY busybox /bin/busybox\n{nonce}"),
+            1,
+        );
+        std::fs::write(path, content).unwrap();
+    }
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Slipway Test",
+                "-c",
+                "user.email=test@slipway.invalid",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "test app"]);
+    repo
+}
+
+/// A web app: busybox httpd serving one page on port 8080. Each RUN prints a marker.
+pub const HTTPD_DOCKERFILE: &str = "FROM scratch
+COPY busybox /bin/busybox
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
+RUN mkdir -p /www && echo \"hello from slipway\" > /www/index.html && echo built-page-marker
+RUN for i in 1 2 3; do echo \"build line $i\"; done
+EXPOSE 8080
+CMD [\"/bin/httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]
+";
+
+pub const BROKEN_DOCKERFILE: &str = "FROM scratch
+COPY busybox /bin/busybox
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
+RUN echo about-to-fail && exit 3
+";
