@@ -136,14 +136,14 @@ impl Watcher {
             };
             match rx.recv().await {
                 Ok(Published::Log { seq, json }) => {
-                    if seq == self.last_sent_seq + 1 {
+                    if seq == self.last_sent_seq.saturating_add(1) {
                         self.last_sent_seq = seq;
                         self.catch_up_to = seq;
                         return Ok(Outgoing {
                             json,
                             terminal: false,
                         });
-                    } else if seq > self.last_sent_seq + 1 {
+                    } else if seq > self.last_sent_seq.saturating_add(1) {
                         // Lines we have not sent yet are in the store: read them in order.
                         self.catch_up_to = seq;
                     }
@@ -184,8 +184,10 @@ impl Watcher {
     }
 
     async fn catch_up(&mut self) {
-        let from = self.last_sent_seq + 1;
-        let to = self.catch_up_to.min(self.last_sent_seq + CATCH_UP_BATCH);
+        let from = self.last_sent_seq.saturating_add(1);
+        let to = self
+            .catch_up_to
+            .min(self.last_sent_seq.saturating_add(CATCH_UP_BATCH));
         match self.store.read(self.id, from, to).await {
             Ok(lines) if !lines.is_empty() => {
                 let timestamp = crate::time::now();

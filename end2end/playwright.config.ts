@@ -1,0 +1,45 @@
+import { defineConfig } from "@playwright/test";
+
+// Runs against target/release/slipway on its own port and data directory, with the
+// real Docker engine, in Debian's Chromium (`npx playwright install` cannot download).
+const port = Number(process.env.SLIPWAY_E2E_PORT ?? 3917);
+const dataDir = process.env.SLIPWAY_E2E_DATA ?? `/tmp/slipway-e2e-${process.pid}`;
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 180_000,
+  expect: { timeout: 120_000 },
+  workers: 1,
+  reporter: [["list"]],
+  outputDir: "test-results",
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    screenshot: "on",
+    trace: "retain-on-failure",
+    launchOptions: {
+      executablePath: "/usr/bin/chromium",
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-dev-shm-usage",
+      ],
+    },
+  },
+  webServer: {
+    command: `rm -rf ${dataDir} && target/release/slipway`,
+    url: `http://127.0.0.1:${port}/api/health`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    cwd: "..",
+    env: {
+      SLIPWAY_ADDR: `127.0.0.1:${port}`,
+      SLIPWAY_DATA_DIR: dataDir,
+      SLIPWAY_ALLOW_LOCAL_REPOS: "1",
+      LEPTOS_SITE_ROOT: "target/site",
+      RUST_LOG: "info,sqlx=warn",
+    },
+  },
+});

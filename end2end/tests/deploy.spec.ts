@@ -1,0 +1,92 @@
+import { test, expect, Page } from "@playwright/test";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+// A git repository with a FROM scratch busybox httpd app, made for this run.
+function makeRepo(): string {
+  const dir = mkdtempSync(join(tmpdir(), "slipway-e2e-repo-"));
+  copyFileSync("/bin/busybox", join(dir, "busybox"));
+  writeFileSync(
+    join(dir, "Dockerfile"),
+    [
+      "FROM scratch",
+      "COPY busybox /bin/busybox",
+      `ENV NONCE=${Date.now()}`,
+      'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
+      'RUN mkdir -p /www && echo "hello from the e2e test" > /www/index.html',
+      'RUN for i in 1 2 3; do echo "e2e build line $i"; done',
+      "EXPOSE 8080",
+      'CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]',
+      "",
+    ].join("\n"),
+  );
+  const git = (...args: string[]) =>
+    execFileSync("git", ["-c", "user.name=e2e", "-c", "user.email=e2e@slipway.invalid", ...args], { cwd: dir });
+  git("init", "-q", "-b", "main");
+  git("add", ".");
+  git("commit", "-q", "-m", "e2e app");
+  return dir;
+}
+
+function watchConsole(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return errors;
+}
+
+test("add an app, deploy it and watch it succeed live", async ({ page }, testInfo) => {
+  const errors = watchConsole(page);
+  const repo = makeRepo();
+  const name = `web-${Date.now() % 100000}`;
+
+  await page.goto("/");
+  await expect(page.getByRole("heading", { name: "Apps" })).toBeVisible();
+  // Wait for hydration so the form is handled by the app, not a plain POST.
+  await page.locator("body[data-hydrated]").waitFor();
+  await page.screenshot({ path: testInfo.outputPath("01-apps-empty.png"), fullPage: true });
+
+  // A bad name is rejected next to the field.
+  await page.getByLabel("Name").fill("Bad Name");
+  await page.getByLabel("Repository URL").fill(repo);
+  await page.getByRole("button", { name: "Add app" }).click();
+  await expect(page.locator("#name-error")).toContainText("name");
+
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Port").fill("8080");
+  await page.getByRole("button", { name: "Add app" }).click();
+  const link = page.getByRole("link", { name });
+  await expect(link).toBeVisible();
+  await page.screenshot({ path: testInfo.outputPath("02-apps-added.png"), fullPage: true });
+
+  await link.click();
+  await expect(page.getByRole("heading", { name })).toBeVisible();
+  await page.screenshot({ path: testInfo.outputPath("03-app.png"), fullPage: true });
+  await page.getByRole("button", { name: "Deploy" }).click();
+
+  await expect(page).toHaveURL(/\/deployments\/\d+$/);
+  const log = page.getByRole("log");
+  await expect(log).toContainText("Step 1/", { timeout: 120_000 });
+  await expect(page.getByTestId("status")).toHaveText("success", { timeout: 120_000 });
+  await expect(page.getByRole("progressbar")).toHaveAttribute("aria-valuenow", "100");
+  await expect(log).toContainText("e2e build line 3");
+  await expect(log).toContainText("Health check passed");
+  await expect(page.getByTestId("connection")).toHaveText("closed");
+
+  // Every line exactly once, in order.
+  const seqs = await log.locator("[data-seq]").evaluateAll((rows) => rows.map((r) => Number(r.getAttribute("data-seq"))));
+  expect(seqs.length).toBeGreaterThan(10);
+  expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+  await page.screenshot({ path: testInfo.outputPath("04-monitor-success.png"), fullPage: true });
+
+  // The page renders on the server too: a reload shows the final state before any script.
+  await page.reload();
+  await expect(page.getByTestId("status")).toHaveText("success");
+  await expect(log).toContainText("Deployment successful");
+
+  expect(errors).toEqual([]);
+});

@@ -1,0 +1,329 @@
+//! The engine driven by a fake runtime: deterministic, fast, no Docker. Git is real
+//! (local repositories). Waits are on events, with timeouts, never on sleeps.
+#![allow(clippy::unwrap_used)]
+
+use engine::runtime::{
+    BuildRequest, ContainerSpec, ContainerState, Runtime, RuntimeError, StartedContainer,
+};
+use engine::{Config, Engine, Outgoing};
+use futures_util::future::BoxFuture;
+use protocol::{Event, NewApp, Status};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+
+/// Prints `lines` build lines (as `Step k/n` plus output), then succeeds; or blocks
+/// until released when `block` is set.
+struct FakeRuntime {
+    lines: usize,
+    block: bool,
+    building: Arc<Notify>,
+    removed: Arc<AtomicBool>,
+}
+
+impl FakeRuntime {
+    fn new(lines: usize, block: bool) -> Self {
+        FakeRuntime {
+            lines,
+            block,
+            building: Arc::new(Notify::new()),
+            removed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn build(
+        &self,
+        _request: BuildRequest,
+        output: mpsc::Sender<String>,
+    ) -> BoxFuture<'_, Result<String, RuntimeError>> {
+        Box::pin(async move {
+            output.send("Step 1/2 : FROM scratch\n".into()).await.ok();
+            self.building.notify_one();
+            if self.block {
+                std::future::pending::<()>().await;
+            }
+            for n in 1..=self.lines {
+                output.send(format!("output line {n}\n")).await.ok();
+            }
+            output.send("Step 2/2 : CMD x\n".into()).await.ok();
+            Ok("sha256:0123456789abcdef".into())
+        })
+    }
+    fn start(&self, _spec: ContainerSpec) -> BoxFuture<'_, Result<StartedContainer, RuntimeError>> {
+        Box::pin(async {
+            Ok(StartedContainer {
+                id: "fake-container".into(),
+                host_port: None,
+            })
+        })
+    }
+    fn state<'a>(&'a self, _c: &'a str) -> BoxFuture<'a, Result<ContainerState, RuntimeError>> {
+        Box::pin(async { Ok(ContainerState::Running) })
+    }
+    fn tail<'a>(&'a self, _c: &'a str, _n: usize) -> BoxFuture<'a, Result<String, RuntimeError>> {
+        Box::pin(async { Ok(String::new()) })
+    }
+    fn remove<'a>(&'a self, _c: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        self.removed.store(true, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    }
+    fn remove_image<'a>(&'a self, _i: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "slipway-engine-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("Dockerfile"), "FROM scratch\n").unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &["commit", "-q", "-m", "x"],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    repo
+}
+
+async fn start(dir: &Path, runtime: Arc<dyn Runtime>, workers: usize) -> Engine {
+    let data = dir.join("data");
+    let workers = workers.to_string();
+    let config = Config::from_lookup(|var| match var {
+        "SLIPWAY_DATA_DIR" => Some(data.display().to_string()),
+        "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
+        "SLIPWAY_WORKERS" => Some(workers.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let source = engine::git::GitCli {
+        allow_local: true,
+        timeout: Duration::from_secs(60),
+    };
+    Engine::start(config, runtime, Arc::new(source))
+        .await
+        .unwrap()
+}
+
+async fn new_app(engine: &Engine, dir: &Path) -> i64 {
+    engine
+        .create_app(NewApp {
+            name: "fake".into(),
+            repo_url: repo(dir).display().to_string(),
+            ..NewApp::default()
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+/// Reads a watcher to its end, optionally pausing to fall behind.
+async fn drain(mut watcher: engine::Watcher, pause_every: Option<usize>) -> Vec<Event> {
+    let mut events = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Outgoing { json, terminal }) = watcher.next().await {
+            events.push(serde_json::from_str::<Event>(&json).unwrap());
+            if let Some(every) = pause_every {
+                if events.len() % every == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            if terminal {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    events
+}
+
+fn seqs(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { data, .. } => Some(data.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_work_runs_to_success_with_ordered_events() {
+    let dir = temp_dir("success");
+    let engine = start(&dir, Arc::new(FakeRuntime::new(50, false)), 1).await;
+    let app = new_app(&engine, &dir).await;
+    let deployment = engine.deploy(app).await.unwrap();
+    let events = drain(engine.watch(deployment.id, 0).await.unwrap(), None).await;
+
+    let statuses: Vec<Status> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status { data, .. } => Some(data.status),
+            _ => None,
+        })
+        .collect();
+    let mut stages = statuses.clone();
+    stages.dedup();
+    assert_eq!(
+        stages,
+        vec![
+            Status::Pending,
+            Status::Cloning,
+            Status::Building,
+            Status::Deploying,
+            Status::Success
+        ]
+    );
+    let seqs = seqs(&events);
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert!(seqs.len() > 50);
+    let done = engine.deployment(deployment.id).await.unwrap();
+    assert_eq!(done.status, Status::Success);
+    assert_eq!(done.progress, 100);
+    assert!(done.commit.is_some() && done.duration.is_some());
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_concurrent_viewers_get_every_line_in_order() {
+    let dir = temp_dir("slow");
+    // Far more lines than the live channel holds: a slow viewer must lag and catch up.
+    let engine = start(&dir, Arc::new(FakeRuntime::new(20_000, false)), 1).await;
+    let app = new_app(&engine, &dir).await;
+    let deployment = engine.deploy(app).await.unwrap();
+    let slow = tokio::spawn(drain(
+        engine.watch(deployment.id, 0).await.unwrap(),
+        Some(2_000),
+    ));
+    let mut fast = Vec::new();
+    for _ in 0..5 {
+        fast.push(tokio::spawn(drain(
+            engine.watch(deployment.id, 0).await.unwrap(),
+            None,
+        )));
+    }
+    let slow = slow.await.unwrap();
+    let slow_seqs = seqs(&slow);
+    assert!(slow_seqs.len() > 20_000);
+    assert_eq!(
+        slow_seqs,
+        (1..=slow_seqs.len() as u64).collect::<Vec<_>>(),
+        "no gaps, no repeats"
+    );
+    assert!(slow.last().is_some_and(Event::is_terminal));
+    let log_of = |events: &[Event]| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Log { data, .. } => Some(data.line.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for viewer in fast {
+        let events = viewer.await.unwrap();
+        assert_eq!(
+            log_of(&events),
+            log_of(&slow),
+            "every viewer gets the identical log"
+        );
+    }
+    // Resume from the middle.
+    let resumed = drain(engine.watch(deployment.id, 12_345).await.unwrap(), None).await;
+    assert_eq!(seqs(&resumed).first(), Some(&12_346));
+    assert_eq!(seqs(&resumed).len(), slow_seqs.len() - 12_345);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_build_and_a_finished_one_is_a_conflict() {
+    let dir = temp_dir("cancel");
+    let runtime = Arc::new(FakeRuntime::new(0, true));
+    let building = runtime.building.clone();
+    let engine = start(&dir, runtime, 1).await;
+    let app = new_app(&engine, &dir).await;
+    let deployment = engine.deploy(app).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), building.notified())
+        .await
+        .expect("the build starts");
+    let cancelled = engine.cancel(deployment.id).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert!(matches!(
+        engine.cancel(deployment.id).await,
+        Err(engine::EngineError::Conflict(_))
+    ));
+    let log = String::from_utf8(engine.log(deployment.id).await.unwrap()).unwrap();
+    assert!(
+        log.contains("Deployment cancelled during building"),
+        "{log}"
+    );
+
+    // A pending deployment is cancelled at once.
+    let engine2 = engine.clone();
+    let second = engine2.deploy(app).await.unwrap();
+    let third = engine2.deploy(app).await.unwrap();
+    let cancelled = engine.cancel(third.id).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    let _ = engine.cancel(second.id).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_ends_interrupted_deployments_with_a_reason() {
+    let dir = temp_dir("restart");
+    let runtime = Arc::new(FakeRuntime::new(0, true));
+    let building = runtime.building.clone();
+    let engine = start(&dir, runtime, 1).await;
+    let app = new_app(&engine, &dir).await;
+    let deployment = engine.deploy(app).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), building.notified())
+        .await
+        .expect("the build starts");
+    engine.shutdown().await;
+
+    let engine = start(&dir, Arc::new(FakeRuntime::new(3, false)), 1).await;
+    let after = engine.deployment(deployment.id).await.unwrap();
+    assert_eq!(after.status, Status::Failed);
+    assert_eq!(after.failed_stage, Some(Status::Building));
+    assert_eq!(
+        after.error_message,
+        "interrupted: the server restarted during building"
+    );
+    let log = String::from_utf8(engine.log(deployment.id).await.unwrap()).unwrap();
+    assert!(
+        log.ends_with("[slipway] interrupted: the server restarted during building\n"),
+        "{log}"
+    );
+    // The queue goes on.
+    let next = engine.deploy(app).await.unwrap();
+    let events = drain(engine.watch(next.id, 0).await.unwrap(), None).await;
+    assert!(
+        matches!(events.last(), Some(Event::Status { data, .. }) if data.status == Status::Success)
+    );
+    engine.shutdown().await;
+}
