@@ -11,7 +11,7 @@ export LEPTOS_SITE_ROOT := target/site
 run: setup site server
 	SLIPWAY_ALLOW_LOCAL_REPOS=$${SLIPWAY_ALLOW_LOCAL_REPOS:-1} target/release/slipway
 
-test: setup site server unit wasm-check integration e2e
+test: setup site unit wasm-check integration e2e
 
 setup:
 	@scripts/setup.sh
@@ -35,10 +35,12 @@ integration:
 	scripts/docker.sh
 	cargo test -p server --tests -- --test-threads=2
 
-# Playwright in Debian's Chromium against `target/release/slipway`.
+# Playwright in Debian's Chromium against the debug build of the server, which shares its
+# dependencies with `cargo test` (a release build would compile everything a second time).
 e2e:
 	scripts/docker.sh
-	cd end2end && npx playwright test
+	cargo build -p server --bin slipway
+	cd end2end && SLIPWAY_BIN=target/debug/slipway npx playwright test
 
 clean:
 	cargo clean

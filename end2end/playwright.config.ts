@@ -1,8 +1,9 @@
 import { defineConfig } from "@playwright/test";
 
-// Runs against target/release/slipway on its own port and data directory, with the
+// Runs against $SLIPWAY_BIN (default target/release/slipway) on its own port and data directory, with the
 // real Docker engine, in Debian's Chromium (`npx playwright install` cannot download).
 const port = Number(process.env.SLIPWAY_E2E_PORT ?? 3917);
+const bin = process.env.SLIPWAY_BIN ?? "target/release/slipway";
 const dataDir = process.env.SLIPWAY_E2E_DATA ?? `/tmp/slipway-e2e-${process.pid}`;
 
 export default defineConfig({
@@ -29,7 +30,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `rm -rf ${dataDir} && target/release/slipway`,
+    command: `rm -rf ${dataDir} && ${bin}`,
     url: `http://127.0.0.1:${port}/api/health`,
     reuseExistingServer: false,
     timeout: 60_000,

@@ -51,12 +51,12 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   await page.screenshot({ path: testInfo.outputPath("01-apps-empty.png"), fullPage: true });
 
   // A bad name is rejected next to the field.
-  await page.getByLabel("Name").fill("Bad Name");
+  await page.getByLabel("Name", { exact: true }).fill("Bad Name");
   await page.getByLabel("Repository URL").fill(repo);
   await page.getByRole("button", { name: "Add app" }).click();
   await expect(page.locator("#name-error")).toContainText("name");
 
-  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByLabel("Port").fill("8080");
   await page.getByRole("button", { name: "Add app" }).click();
   const link = page.getByRole("link", { name });
