@@ -193,12 +193,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults() {
-        let c = config(&[]).expect("defaults are valid");
+    fn defaults() -> Result<(), ConfigError> {
+        let c = config(&[])?;
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.database_url, "sqlite://./data/slipway.db");
         assert!(!c.allow_local_repos);
         assert_eq!(c.workers, 2);
+        Ok(())
     }
 
     #[test]
@@ -230,14 +231,14 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_redacted_in_debug() {
+    fn secrets_are_redacted_in_debug() -> Result<(), ConfigError> {
         let c = config(&[
             ("SLIPWAY_ADMIN_TOKEN", "a-very-secret-token-value"),
             ("DATABASE_URL", "sqlite://user:pw@/tmp/x.db"),
-        ])
-        .expect("valid");
+        ])?;
         let text = format!("{c:?}");
         assert!(!text.contains("a-very-secret-token-value"));
         assert!(!text.contains("pw@"));
+        Ok(())
     }
 }

@@ -13,6 +13,14 @@ use std::time::Duration;
 
 pub type Pool = SqlitePool;
 
+/// Database statements run by this process, for `/api/metrics` and the benchmark's
+/// "queries per viewer" figure.
+pub static QUERIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count() {
+    QUERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub async fn connect(url: &str) -> Result<Pool> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -158,6 +166,7 @@ const DEPLOYMENT_COLUMNS: &str = "id, app_id, status, stage, progress, message, 
      commit_sha, image, container_id, url, created_at, started_at, finished_at, duration";
 
 pub async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord> {
+    count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     let result = sqlx::query_as::<_, AppRow>(
         "INSERT INTO apps (name, repo_url, branch, dockerfile, port, env, created_at) \
@@ -182,6 +191,7 @@ pub async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord> {
 }
 
 pub async fn app(pool: &Pool, id: AppId) -> Result<AppRecord> {
+    count();
     sqlx::query_as::<_, AppRow>("SELECT * FROM apps WHERE id = ?")
         .bind(id)
         .fetch_optional(pool)
@@ -191,6 +201,7 @@ pub async fn app(pool: &Pool, id: AppId) -> Result<AppRecord> {
 }
 
 pub async fn apps(pool: &Pool) -> Result<Vec<AppRecord>> {
+    count();
     Ok(
         sqlx::query_as::<_, AppRow>("SELECT * FROM apps ORDER BY id")
             .fetch_all(pool)
@@ -202,6 +213,7 @@ pub async fn apps(pool: &Pool) -> Result<Vec<AppRecord>> {
 }
 
 pub async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
+    count();
     sqlx::query("DELETE FROM apps WHERE id = ?")
         .bind(id)
         .execute(pool)
@@ -215,6 +227,7 @@ pub async fn set_app_container(
     container_id: &str,
     url: Option<&str>,
 ) -> Result<()> {
+    count();
     sqlx::query("UPDATE apps SET container_id = ?, url = ? WHERE id = ?")
         .bind(container_id)
         .bind(url)
@@ -225,6 +238,7 @@ pub async fn set_app_container(
 }
 
 pub async fn insert_deployment(pool: &Pool, app_id: AppId) -> Result<DeploymentRecord> {
+    count();
     let pending = Status::Pending;
     let row = sqlx::query_as::<_, DeploymentRow>(&format!(
         "INSERT INTO deployments (app_id, status, stage, progress, message, created_at) \
@@ -242,6 +256,7 @@ pub async fn insert_deployment(pool: &Pool, app_id: AppId) -> Result<DeploymentR
 }
 
 pub async fn deployment(pool: &Pool, id: DeploymentId) -> Result<DeploymentRecord> {
+    count();
     sqlx::query_as::<_, DeploymentRow>(&format!(
         "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?"
     ))
@@ -253,6 +268,7 @@ pub async fn deployment(pool: &Pool, id: DeploymentId) -> Result<DeploymentRecor
 }
 
 pub async fn deployments_of_app(pool: &Pool, app_id: AppId, limit: i64) -> Result<Vec<Deployment>> {
+    count();
     sqlx::query_as::<_, DeploymentRow>(&format!(
         "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app_id = ? ORDER BY id DESC LIMIT ?"
     ))
@@ -266,6 +282,7 @@ pub async fn deployments_of_app(pool: &Pool, app_id: AppId, limit: i64) -> Resul
 }
 
 pub async fn deployments_in(pool: &Pool, statuses: &[Status]) -> Result<Vec<DeploymentRecord>> {
+    count();
     let mut all = Vec::new();
     for status in statuses {
         let rows = sqlx::query_as::<_, DeploymentRow>(&format!(
@@ -284,6 +301,7 @@ pub async fn deployments_in(pool: &Pool, statuses: &[Status]) -> Result<Vec<Depl
 /// Claims the oldest pending deployment of an app that has no deployment in flight,
 /// moving it to `cloning` in the same statement so two workers never take the same one.
 pub async fn claim_next(pool: &Pool) -> Result<Option<DeploymentRecord>> {
+    count();
     let cloning = Status::Cloning;
     let row = sqlx::query_as::<_, DeploymentRow>(&format!(
         "UPDATE deployments SET status = ?1, stage = ?1, progress = ?2, message = ?3, started_at = ?4 \
@@ -319,6 +337,7 @@ pub async fn transition(
     to: Status,
     change: Change,
 ) -> Result<DeploymentRecord> {
+    count();
     if !from.can_transition_to(to) {
         return Err(EngineError::Conflict(format!(
             "deployment {id} cannot go from {from} to {to}"
@@ -361,6 +380,7 @@ pub async fn set_progress(
     status: Status,
     progress: u8,
 ) -> Result<DeploymentRecord> {
+    count();
     let progress = progress.min(status.progress_ceiling());
     let row = sqlx::query_as::<_, DeploymentRow>(&format!(
         "UPDATE deployments SET progress = MAX(progress, ?1) WHERE id = ?2 AND status = ?3 \
@@ -388,6 +408,7 @@ pub async fn record_artifacts(
     container_id: Option<&str>,
     url: Option<&str>,
 ) -> Result<()> {
+    count();
     sqlx::query(
         "UPDATE deployments SET commit_sha = COALESCE(?, commit_sha), image = COALESCE(?, image), \
          container_id = COALESCE(?, container_id), url = COALESCE(?, url) WHERE id = ?",

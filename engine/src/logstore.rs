@@ -222,7 +222,8 @@ impl LogWriter {
         }
     }
 
-    fn append_blocking(&mut self, lines: Vec<String>) -> io::Result<Vec<LogLine>> {
+    /// Appends on the calling thread: for the blocking pool only.
+    pub fn append_blocking(&mut self, lines: Vec<String>) -> io::Result<Vec<LogLine>> {
         let now = chrono::Utc::now();
         let ms = now.timestamp_millis();
         let timestamp = crate::time::format(now);
@@ -340,44 +341,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn store_appends_reads_ranges_and_survives_a_torn_write() {
+    async fn store_appends_reads_ranges_and_survives_a_torn_write()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempdir();
-        let store = LogStore::new(&dir).expect("store");
-        let w = store.writer(7).await.expect("writer");
+        std::fs::create_dir_all(&dir)?;
+        let store = LogStore::new(&dir)?;
+        let w = store.writer(7).await?;
         let (w, lines) = w
             .append(vec!["a\n".into(), "bb\n".into(), "ccc\n".into()])
             .await;
-        let lines = lines.expect("append");
+        let lines = lines?;
         assert_eq!(
             lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
         assert_eq!(w.last_seq(), 3);
         drop(w);
-        assert_eq!(store.count(7).await.expect("count"), 3);
-        let got = store.read(7, 2, 3).await.expect("read");
+        assert_eq!(store.count(7).await?, 3);
+        let got = store.read(7, 2, 3).await?;
         assert_eq!(
             got.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
             vec!["bb\n", "ccc\n"]
         );
         assert_eq!(got[0].seq, 2);
-        assert_eq!(store.read(7, 1, 99).await.expect("read").len(), 3);
-        assert!(store.read(7, 4, 9).await.expect("read").is_empty());
-        assert_eq!(store.read_all(7).await.expect("all"), b"a\nbb\nccc\n");
+        assert_eq!(store.read(7, 1, 99).await?.len(), 3);
+        assert!(store.read(7, 4, 9).await?.is_empty());
+        assert_eq!(store.read_all(7).await?, b"a\nbb\nccc\n");
 
         // A crash after the log write but before the index write.
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("7.log"))
-            .and_then(|mut f| f.write_all(b"torn"))
-            .expect("tear");
-        let w = store.writer(7).await.expect("reopen");
+            .and_then(|mut f| f.write_all(b"torn"))?;
+        let w = store.writer(7).await?;
         assert_eq!(w.last_seq(), 3);
         let (_w, more) = w.append(vec!["d\n".into()]).await;
-        assert_eq!(more.expect("append")[0].seq, 4);
-        assert_eq!(store.read_all(7).await.expect("all"), b"a\nbb\nccc\nd\n");
-        assert!(store.read_all(8).await.expect("missing log").is_empty());
+        assert_eq!(more?[0].seq, 4);
+        assert_eq!(store.read_all(7).await?, b"a\nbb\nccc\nd\n");
+        assert!(store.read_all(8).await?.is_empty());
         std::fs::remove_dir_all(dir).ok();
+        Ok(())
     }
 
     fn tempdir() -> PathBuf {
@@ -386,7 +389,6 @@ mod tests {
             std::process::id(),
             line!()
         ));
-        std::fs::create_dir_all(&dir).expect("tempdir");
         dir
     }
 }

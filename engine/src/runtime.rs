@@ -328,3 +328,220 @@ pub mod docker {
         }
     }
 }
+
+pub mod synthetic {
+    //! A runtime that builds nothing: it reads the "Dockerfile" from the build context as
+    //! a script of output to produce, so benchmarks and tests measure Slipway alone.
+    //!
+    //! ```text
+    //! lines 100000      # output lines to print
+    //! interval_us 500   # pause between lines (0: as fast as the log takes them)
+    //! steps 10          # "Step k/n" lines spread over the output
+    //! size 80           # pad lines to about this many bytes
+    //! delay_ms 2000     # wait before the first line
+    //! hold              # never finish (until cancelled)
+    //! ```
+    //!
+    //! Every line carries `t=<microseconds since the Unix epoch>` of the moment it was
+    //! produced, so a client can measure the latency of each line.
+
+    use super::*;
+    use std::io::Read;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    pub struct Script {
+        pub lines: u64,
+        pub interval_us: u64,
+        pub steps: u64,
+        pub size: usize,
+        pub delay_ms: u64,
+        pub hold: bool,
+    }
+
+    impl Script {
+        pub fn parse(text: &str) -> Script {
+            let mut script = Script::default();
+            for line in text.lines() {
+                let line = line.split('#').next().unwrap_or_default();
+                let mut words = line.split_whitespace();
+                let (Some(key), value) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let number = value.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                match key {
+                    "lines" => script.lines = number,
+                    "interval_us" => script.interval_us = number,
+                    "steps" => script.steps = number,
+                    "size" => script.size = number as usize,
+                    "delay_ms" => script.delay_ms = number,
+                    "hold" => script.hold = true,
+                    _ => {}
+                }
+            }
+            script
+        }
+    }
+
+    pub fn now_us() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0)
+    }
+
+    /// Reads `t=<micros>` from a line of synthetic output.
+    pub fn produced_at(line: &str) -> Option<u128> {
+        let rest = &line[line.find("t=")? + 2..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    #[derive(Default)]
+    pub struct SyntheticRuntime {
+        containers: std::sync::atomic::AtomicU64,
+    }
+
+    fn script_from_tar(tar_bytes: &[u8], path: &str) -> Result<Script, RuntimeError> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        let entries = archive
+            .entries()
+            .map_err(|e| RuntimeError::Other(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| RuntimeError::Other(e.to_string()))?;
+            let name = entry
+                .path()
+                .map(|p| p.to_string_lossy().trim_start_matches("./").to_owned())
+                .unwrap_or_default();
+            if name == path.trim_start_matches("./") {
+                let mut text = String::new();
+                entry
+                    .read_to_string(&mut text)
+                    .map_err(|e| RuntimeError::Other(e.to_string()))?;
+                return Ok(Script::parse(&text));
+            }
+        }
+        Err(RuntimeError::Other(format!(
+            "no {path} in the build context"
+        )))
+    }
+
+    impl Runtime for SyntheticRuntime {
+        fn build(
+            &self,
+            request: BuildRequest,
+            output: mpsc::Sender<String>,
+        ) -> BoxFuture<'_, Result<String, RuntimeError>> {
+            Box::pin(async move {
+                let script = script_from_tar(&request.context_tar, &request.dockerfile)?;
+                tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
+                let start = tokio::time::Instant::now();
+                let every = if script.steps > 0 {
+                    (script.lines / script.steps).max(1)
+                } else {
+                    u64::MAX
+                };
+                let closed = || RuntimeError::Other("build output closed".into());
+                for n in 1..=script.lines {
+                    if script.interval_us > 0 {
+                        // tokio's timer ticks in milliseconds: lines due within one tick
+                        // go out together, on schedule on average.
+                        tokio::time::sleep_until(
+                            start + Duration::from_micros(script.interval_us * n),
+                        )
+                        .await;
+                    }
+                    if n % every == 1 || every == 1 {
+                        let k = n / every + 1;
+                        output
+                            .send(format!(
+                                "Step {k}/{} : synthetic t={}\n",
+                                script.steps,
+                                now_us()
+                            ))
+                            .await
+                            .map_err(|_| closed())?;
+                    }
+                    let mut line = format!("synthetic line {n} t={}", now_us());
+                    if line.len() < script.size {
+                        line.push(' ');
+                        line.extend(std::iter::repeat_n('.', script.size - line.len()));
+                    }
+                    line.push('\n');
+                    output.send(line).await.map_err(|_| closed())?;
+                }
+                if script.hold {
+                    std::future::pending::<()>().await;
+                }
+                Ok("sha256:synthetic".into())
+            })
+        }
+
+        fn start(
+            &self,
+            _spec: ContainerSpec,
+        ) -> BoxFuture<'_, Result<StartedContainer, RuntimeError>> {
+            let n = self
+                .containers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move {
+                Ok(StartedContainer {
+                    id: format!("synthetic-{n}"),
+                    host_port: None,
+                })
+            })
+        }
+
+        fn state<'a>(
+            &'a self,
+            _container: &'a str,
+        ) -> BoxFuture<'a, Result<ContainerState, RuntimeError>> {
+            Box::pin(async { Ok(ContainerState::Running) })
+        }
+
+        fn tail<'a>(
+            &'a self,
+            _container: &'a str,
+            _lines: usize,
+        ) -> BoxFuture<'a, Result<String, RuntimeError>> {
+            Box::pin(async { Ok(String::new()) })
+        }
+
+        fn remove<'a>(&'a self, _container: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn remove_image<'a>(&'a self, _image: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn scripts_parse_and_lines_carry_their_time() {
+            let script = Script::parse(
+                "# bench\nlines 10\ninterval_us 5 # fast\nsteps 2\nhold\nunknown 3\n",
+            );
+            assert_eq!(
+                script,
+                Script {
+                    lines: 10,
+                    interval_us: 5,
+                    steps: 2,
+                    hold: true,
+                    ..Script::default()
+                }
+            );
+            assert_eq!(
+                produced_at("synthetic line 3 t=1795844872334716 ...\n"),
+                Some(1_795_844_872_334_716)
+            );
+            assert_eq!(produced_at("no time here"), None);
+        }
+    }
+}

@@ -10,7 +10,7 @@ use crate::logstore::LogStore;
 use protocol::{DeploymentId, Event, Seq, StatusData};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// Lines read from the store per catch-up step: bounds a viewer's memory.
 const CATCH_UP_BATCH: u64 = 512;
@@ -135,24 +135,9 @@ impl Watcher {
                 return Err(WatchEnd::Finished);
             };
             match rx.recv().await {
-                Ok(Published::Log { seq, json }) => {
-                    if seq == self.last_sent_seq.saturating_add(1) {
-                        self.last_sent_seq = seq;
-                        self.catch_up_to = seq;
-                        return Ok(Outgoing {
-                            json,
-                            terminal: false,
-                        });
-                    } else if seq > self.last_sent_seq.saturating_add(1) {
-                        // Lines we have not sent yet are in the store: read them in order.
-                        self.catch_up_to = seq;
-                    }
-                }
-                Ok(Published::Status { data, json }) => {
-                    if data.differs_from(&self.last_status) {
-                        let terminal = data.status.is_terminal();
-                        self.last_status = data;
-                        return Ok(Outgoing { json, terminal });
+                Ok(published) => {
+                    if let Some(message) = self.accept(published) {
+                        return Ok(message);
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
@@ -164,6 +149,62 @@ impl Watcher {
                     self.resync();
                 }
                 Err(RecvError::Closed) => return Err(WatchEnd::Shutdown),
+            }
+        }
+    }
+
+    /// The next message if one is available without waiting: lets the socket write a
+    /// burst of frames with one flush.
+    pub fn next_ready(&mut self) -> Option<Outgoing> {
+        if let Some(message) = self.ready.pop_front() {
+            if message.terminal {
+                self.done = true;
+            }
+            return Some(message);
+        }
+        if self.done
+            || self.last_sent_seq < self.catch_up_to
+            || self.status_after_catch_up.is_some()
+        {
+            return None;
+        }
+        match self.rx.as_mut()?.try_recv() {
+            Ok(published) => self.accept(published),
+            Err(TryRecvError::Lagged(_)) => {
+                self.resync();
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Takes one live event: the message to send now, if any.
+    fn accept(&mut self, published: Published) -> Option<Outgoing> {
+        match published {
+            Published::Log { seq, json } => {
+                if seq == self.last_sent_seq.saturating_add(1) {
+                    self.last_sent_seq = seq;
+                    self.catch_up_to = seq;
+                    return Some(Outgoing {
+                        json,
+                        terminal: false,
+                    });
+                } else if seq > self.last_sent_seq.saturating_add(1) {
+                    // Lines we have not sent yet are in the store: read them in order.
+                    self.catch_up_to = seq;
+                }
+                None
+            }
+            Published::Status { data, json } => {
+                if data.differs_from(&self.last_status) {
+                    let terminal = data.status.is_terminal();
+                    if terminal {
+                        self.done = true;
+                    }
+                    self.last_status = data;
+                    return Some(Outgoing { json, terminal });
+                }
+                None
             }
         }
     }

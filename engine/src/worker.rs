@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 
 /// Output chunks buffered between the runtime and the log: the runtime waits when full.
 const OUTPUT_BUFFER: usize = 256;
+/// Most lines appended and published as one batch.
+const MAX_BATCH_LINES: usize = 1024;
 /// Without a port, a container counts as up once it has run this long.
 const SETTLE_TIME: Duration = Duration::from_secs(3);
 /// Container output shown when a container dies or never answers.
@@ -89,25 +91,31 @@ struct Run {
     id: DeploymentId,
     status: Status,
     stream: Arc<DeploymentStream>,
-    log: Option<LogWriter>,
+    /// Shared with the blocking task that appends: a cancelled pipeline drops its future,
+    /// never the writer.
+    log: Arc<std::sync::Mutex<LogWriter>>,
     /// A container this run started and has not handed over to the app yet.
     new_container: Option<String>,
     image_tag: Option<String>,
 }
 
 impl Run {
-    /// Appends lines to the log, then publishes them.
+    /// Appends lines to the log, then publishes them, both on the blocking pool: if this
+    /// future is dropped (cancel), the lines are still either stored and published, or
+    /// neither.
     async fn write(&mut self, lines: Vec<String>) -> Result<(), Stop> {
         if lines.is_empty() {
             return Ok(());
         }
-        let writer = self
-            .log
-            .take()
-            .ok_or_else(|| Stop::Failed("the deployment log is unavailable".into()))?;
-        let (writer, written) = writer.append(lines).await;
-        self.log = Some(writer);
-        self.stream.publish_lines(&written?);
+        let (log, stream) = (self.log.clone(), self.stream.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut writer = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let written = writer.append_blocking(lines)?;
+            stream.publish_lines(&written);
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| Stop::Failed(format!("writing the deployment log failed: {e}")))??;
         Ok(())
     }
 
@@ -195,7 +203,7 @@ async fn prepare(engine: &Engine, record: &DeploymentRecord) -> Result<Run, Engi
         id,
         status: record.api.status,
         stream,
-        log: Some(log),
+        log: Arc::new(std::sync::Mutex::new(log)),
         new_container: None,
         image_tag: None,
     })
@@ -412,7 +420,15 @@ async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, steps: Option<StepP
         if failed {
             continue; // Keep draining so the producer never blocks on us.
         }
-        let lines = splitter.push(chunk.as_bytes());
+        let mut lines = splitter.push(chunk.as_bytes());
+        // Whatever else is already waiting goes into the same append: one write and one
+        // publish for a burst instead of one per chunk.
+        while lines.len() < MAX_BATCH_LINES {
+            match rx.try_recv() {
+                Ok(chunk) => lines.extend(splitter.push(chunk.as_bytes())),
+                Err(_) => break,
+            }
+        }
         let progress = steps.as_ref().and(
             lines
                 .iter()

@@ -55,6 +55,15 @@ pub async fn health() -> Json<Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Counters for operators and the benchmark.
+pub async fn metrics() -> Json<Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    Json(serde_json::json!({
+        "db_queries": engine::db::QUERIES.load(Relaxed),
+        "viewers": crate::monitor::VIEWERS.load(Relaxed),
+    }))
+}
+
 pub async fn list_apps(State(state): State<AppState>) -> Result<Json<Vec<App>>, ApiError> {
     Ok(Json(state.engine.apps().await?))
 }

@@ -50,6 +50,7 @@ pub fn leptos_options() -> LeptosOptions {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(api::health))
+        .route("/metrics", get(api::metrics))
         .route("/apps", get(api::list_apps).post(api::create_app))
         .route("/apps/{id}", get(api::show_app).delete(api::delete_app))
         .route("/apps/{id}/deployments", get(api::app_deployments))

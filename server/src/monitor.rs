@@ -24,6 +24,10 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Clients send only pongs and closes: a small read buffer keeps idle sockets cheap.
 const READ_BUFFER: usize = 4 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Frames written per flush at most.
+const MAX_BURST: usize = 256;
+/// Monitor connections open now, for `/api/metrics`.
+pub static VIEWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 pub async fn monitor(
     State(state): State<AppState>,
@@ -92,7 +96,13 @@ async fn refuse(mut socket: WebSocket, error: ApiError) {
         .await;
 }
 
-async fn serve(socket: WebSocket, mut watcher: Watcher, closing: CancellationToken) {
+async fn serve(socket: WebSocket, watcher: Watcher, closing: CancellationToken) {
+    VIEWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pump(socket, watcher, closing).await;
+    VIEWERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn pump(socket: WebSocket, mut watcher: Watcher, closing: CancellationToken) {
     let (mut tx, mut rx) = socket.split();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut last_heard = Instant::now();
@@ -100,10 +110,28 @@ async fn serve(socket: WebSocket, mut watcher: Watcher, closing: CancellationTok
         tokio::select! {
             next = watcher.next() => match next {
                 Ok(message) => {
-                    if tx.send(Message::Text(message.json.as_ref().into())).await.is_err() {
+                    // Feed what is ready (catch-up, bursts) and flush once: many frames
+                    // per write, still one event per frame.
+                    let mut terminal = message.terminal;
+                    let mut burst = vec![message];
+                    while !terminal && burst.len() < MAX_BURST {
+                        match watcher.next_ready() {
+                            Some(more) => {
+                                terminal = more.terminal;
+                                burst.push(more);
+                            }
+                            None => break,
+                        }
+                    }
+                    for message in burst {
+                        if tx.feed(Message::Text(message.json.as_ref().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    if tx.flush().await.is_err() {
                         return;
                     }
-                    if message.terminal {
+                    if terminal {
                         break 1000;
                     }
                 }
