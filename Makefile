@@ -45,3 +45,10 @@ e2e:
 clean:
 	cargo clean
 	rm -rf data target/site
+
+# The monitor benchmark (not part of `make test`): a real server on loopback with a
+# synthetic publisher, then one real Docker build. Prints a table of figures.
+bench: setup
+	scripts/docker.sh
+	cargo build --release -p bench
+	ulimit -n 65536 && target/release/slipway-bench

@@ -36,6 +36,20 @@ pub fn temp_dir(name: &str) -> PathBuf {
 impl TestServer {
     /// A server on the real Docker engine.
     pub async fn start(name: &str) -> TestServer {
+        TestServer::start_with(name, None).await
+    }
+
+    /// A server whose runtime is the synthetic one: its "Dockerfile" is a script of output.
+    pub async fn start_synthetic(name: &str) -> TestServer {
+        let runtime: std::sync::Arc<dyn engine::runtime::Runtime> =
+            std::sync::Arc::new(engine::runtime::synthetic::SyntheticRuntime::default());
+        TestServer::start_with(name, Some(runtime)).await
+    }
+
+    async fn start_with(
+        name: &str,
+        runtime: Option<std::sync::Arc<dyn engine::runtime::Runtime>>,
+    ) -> TestServer {
         let dir = temp_dir(name);
         let config = Config::from_lookup(|var| match var {
             "SLIPWAY_DATA_DIR" => Some(dir.join("data").display().to_string()),
@@ -44,9 +58,20 @@ impl TestServer {
             _ => None,
         })
         .unwrap();
-        let engine = Engine::start_with_docker(config)
-            .await
-            .expect("the Docker engine must be running (scripts/docker.sh)");
+        let engine = match runtime {
+            Some(runtime) => {
+                let source = engine::git::GitCli {
+                    allow_local: true,
+                    timeout: Duration::from_secs(60),
+                };
+                Engine::start(config, runtime, std::sync::Arc::new(source))
+                    .await
+                    .unwrap()
+            }
+            None => Engine::start_with_docker(config)
+                .await
+                .expect("the Docker engine must be running (scripts/docker.sh)"),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -153,6 +178,30 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
+impl TestServer {
+    /// An app whose repository holds `dockerfile`, and a queued deployment of it.
+    pub async fn deploy_script(&self, name: &str, dockerfile: &str) -> i64 {
+        let repo = git_repo(&self.dir.join(name), &[("Dockerfile", dockerfile)]);
+        let (status, app) = self
+            .json(
+                "POST",
+                "/api/apps",
+                Some(serde_json::json!({"name": name, "repo_url": repo.display().to_string()})),
+            )
+            .await;
+        assert_eq!(status, 201, "{app}");
+        let (status, deployment) = self
+            .json(
+                "POST",
+                "/api/deployments",
+                Some(serde_json::json!({"appId": app["id"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{deployment}");
+        deployment["id"].as_i64().unwrap()
+    }
+}
+
 pub struct Viewer {
     socket: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
@@ -209,6 +258,39 @@ impl Viewer {
                 Ok(_) => continue,
             }
         }
+    }
+
+    /// Reads `n` events, pausing every `pause_every` to fall behind; then drops the
+    /// connection without a close handshake.
+    pub async fn read_some(mut self, n: usize) -> Vec<Event> {
+        let mut events = Vec::new();
+        while events.len() < n {
+            match self.next_event().await {
+                Some(event) => events.push(event),
+                None => break,
+            }
+        }
+        events
+    }
+
+    /// Reads to the end, sleeping 20 ms after every `pause_every` events.
+    pub async fn read_slowly(mut self, pause_every: usize, limit: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        tokio::time::timeout(limit, async {
+            while let Some(event) = self.next_event().await {
+                let terminal = event.is_terminal();
+                events.push(event);
+                if events.len() % pause_every == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if terminal {
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("the stream ends");
+        events
     }
 
     /// Reads until the server closes (or `limit` passes, which fails the test).
