@@ -51,4 +51,4 @@ clean:
 bench: setup
 	scripts/docker.sh
 	cargo build --release -p bench
-	ulimit -n 65536 && target/release/slipway-bench
+	ulimit -n "$$(ulimit -Hn)" && target/release/slipway-bench

@@ -8,7 +8,7 @@
 //! Dockerfile on the real Docker engine (`serve --docker`) and compares the wall clock a
 //! RUN step prints with the time the client receives the line.
 //!
-//! `make bench` runs it (release build, `ulimit -n 65536` for the 10,000 viewers). It is
+//! `make bench` runs it (release build, open-file limit raised to the hard limit for the 10,000 viewers). It is
 //! not part of `make test`: these machines are shared, and figures are not pass/fail.
 
 use anyhow::{Context, Result, bail};
@@ -391,7 +391,7 @@ async fn bench(quick: bool) -> Result<()> {
             "0",
         );
         report.add(
-            "(for reference) publisher: lines appended and published",
+            "(for reference) whole synthetic deployment, clone and 3 s settle included",
             format!("{:.0} lines/s", in_log as f64 / written.as_secs_f64()),
             "-",
         );

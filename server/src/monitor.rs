@@ -24,6 +24,15 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Clients send only pongs and closes: a small read buffer keeps idle sockets cheap.
 const READ_BUFFER: usize = 4 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Frames are written out once this much is queued: a burst of catch-up lines goes out in
+/// a few large writes.
+const WRITE_BUFFER: usize = 64 * 1024;
+/// The send queue's hard bound. Feeding a frame first writes out what is queued beyond
+/// `WRITE_BUFFER`, waiting for the client if it must, so the queue holds about
+/// `WRITE_BUFFER` plus one frame (at most ~100 KiB of escaped JSON); this limit only turns
+/// a bug into a failed connection instead of unbounded memory. A slow client makes the
+/// writes wait, and its viewer catches up from the store afterwards.
+const MAX_WRITE_BUFFER: usize = 8 * 1024 * 1024;
 /// Frames written per flush at most.
 const MAX_BURST: usize = 256;
 /// Monitor connections open now, for `/api/metrics`.
@@ -50,7 +59,10 @@ pub async fn monitor(
     let closing = state.closing.clone();
     upgrade
         .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
             match watcher {
                 Ok(watcher) => serve(socket, watcher, closing).await,
