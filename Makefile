@@ -24,7 +24,7 @@ server:
 
 # Unit tests of every crate, and the engine against a fake runtime.
 unit:
-	cargo test -p protocol -p engine -p app
+	cargo test -p protocol -p engine -p app -p bench
 
 # The browser build must not pull in the server's runtime (leptos issue 3625).
 wasm-check:

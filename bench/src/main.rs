@@ -313,10 +313,11 @@ async fn bench(quick: bool) -> Result<()> {
                     }
                 }
                 Event::Status { data, .. } => {
-                    if data.status == Status::Building && data.progress > 50 {
-                        if let Some(t) = last_step {
-                            statuses.push((now.saturating_sub(t)) as f64 / 1000.0);
-                        }
+                    if data.status == Status::Building
+                        && data.progress > 50
+                        && let Some(t) = last_step
+                    {
+                        statuses.push((now.saturating_sub(t)) as f64 / 1000.0);
                     }
                     if data.status.is_terminal() {
                         break;
@@ -418,10 +419,9 @@ async fn bench(quick: bool) -> Result<()> {
                         Event::Log { data, .. } => {
                             if let (Some(t), Some(n)) =
                                 (produced_at(&data.line), synthetic_index(&data.line))
+                                && n < latency.len()
                             {
-                                if n < latency.len() {
-                                    latency[n] = (now_us().saturating_sub(t)) as u64;
-                                }
+                                latency[n] = (now_us().saturating_sub(t)) as u64;
                             }
                         }
                         Event::Status { data, .. } if data.status.is_terminal() => break,

@@ -98,25 +98,24 @@ impl Config {
             "SLIPWAY_ALLOW_LOCAL_REPOS",
         )?;
         let admin_token = get("SLIPWAY_ADMIN_TOKEN");
-        if let Some(token) = &admin_token {
-            if token.len() < 16 {
-                return Err(ConfigError {
-                    var: "SLIPWAY_ADMIN_TOKEN",
-                    message: "must be at least 16 characters long".into(),
-                });
-            }
+        if let Some(token) = &admin_token
+            && token.len() < 16
+        {
+            return Err(ConfigError {
+                var: "SLIPWAY_ADMIN_TOKEN",
+                message: "must be at least 16 characters long".into(),
+            });
         }
         let docker_host = get("DOCKER_HOST");
-        if let Some(host) = &docker_host {
-            if !(host.starts_with("unix://")
+        if let Some(host) = &docker_host
+            && !(host.starts_with("unix://")
                 || host.starts_with("tcp://")
                 || host.starts_with("http://"))
-            {
-                return Err(ConfigError {
-                    var: "DOCKER_HOST",
-                    message: format!("{host:?} must start with unix://, tcp:// or http://"),
-                });
-            }
+        {
+            return Err(ConfigError {
+                var: "DOCKER_HOST",
+                message: format!("{host:?} must start with unix://, tcp:// or http://"),
+            });
         }
         let workers = number(get("SLIPWAY_WORKERS"), "SLIPWAY_WORKERS", 2, 1..=64)?;
         let health_timeout = number(

@@ -170,10 +170,10 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        if let Some(container) = &record.container_id {
-            if let Err(e) = self.inner.runtime.remove(container).await {
-                tracing::warn!(app.id = id, error = %e, "could not remove the app's container");
-            }
+        if let Some(container) = &record.container_id
+            && let Err(e) = self.inner.runtime.remove(container).await
+        {
+            tracing::warn!(app.id = id, error = %e, "could not remove the app's container");
         }
         db::delete_app(&self.inner.pool, id).await?;
         for deployment in &history {

@@ -384,11 +384,10 @@ mod tests {
     }
 
     fn tempdir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
+        std::env::temp_dir().join(format!(
             "slipway-logstore-{}-{}",
             std::process::id(),
             line!()
-        ));
-        dir
+        ))
     }
 }

@@ -161,10 +161,10 @@ pub mod docker {
                         }
                         Err(e) => return Err(self.error(e)),
                     };
-                    if let Some(text) = info.stream {
-                        if output.send(text).await.is_err() {
-                            return Err(RuntimeError::Other("build output closed".into()));
-                        }
+                    if let Some(text) = info.stream
+                        && output.send(text).await.is_err()
+                    {
+                        return Err(RuntimeError::Other("build output closed".into()));
                     }
                     if let Some(detail) = info.error_detail {
                         let message = detail.message.unwrap_or_default();
@@ -438,11 +438,11 @@ pub mod synthetic {
                 let script = script_from_tar(&request.context_tar, &request.dockerfile)?;
                 tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
                 let start = tokio::time::Instant::now();
-                let every = if script.steps > 0 {
-                    (script.lines / script.steps).max(1)
-                } else {
-                    u64::MAX
-                };
+                // No steps: never print a Step line.
+                let every = script
+                    .lines
+                    .checked_div(script.steps)
+                    .map_or(u64::MAX, |e| e.max(1));
                 let closed = || RuntimeError::Other("build output closed".into());
                 for n in 1..=script.lines {
                     if script.interval_us > 0 {

@@ -219,10 +219,10 @@ async fn finish(run: &mut Run, result: Result<(), Stop>) -> Result<Status, Engin
         Err(Stop::Failed(reason)) => (Status::Failed, reason),
         Err(Stop::Cancelled) => (Status::Cancelled, String::new()),
     };
-    if let Some(container) = run.new_container.take() {
-        if let Err(e) = run.engine.inner.runtime.remove(&container).await {
-            tracing::warn!(deployment.id = run.id, error = %e, "could not remove the new container");
-        }
+    if let Some(container) = run.new_container.take()
+        && let Err(e) = run.engine.inner.runtime.remove(&container).await
+    {
+        tracing::warn!(deployment.id = run.id, error = %e, "could not remove the new container");
     }
     let line = match to {
         Status::Cancelled => format!("Deployment cancelled during {}", run.status),
@@ -439,10 +439,10 @@ async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, steps: Option<StepP
             failed = true;
             continue;
         }
-        if let Some(p) = progress {
-            if run.progress(p).await.is_err() {
-                failed = true;
-            }
+        if let Some(p) = progress
+            && run.progress(p).await.is_err()
+        {
+            failed = true;
         }
     }
     if !failed {

@@ -147,10 +147,10 @@ async fn drain(mut watcher: engine::Watcher, pause_every: Option<usize>) -> Vec<
     tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Outgoing { json, terminal }) = watcher.next().await {
             events.push(serde_json::from_str::<Event>(&json).unwrap());
-            if let Some(every) = pause_every {
-                if events.len() % every == 0 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            if let Some(every) = pause_every
+                && events.len() % every == 0
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             if terminal {
                 break;

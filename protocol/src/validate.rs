@@ -134,17 +134,15 @@ pub fn repo_url(url: &str, allow_local: bool) -> Result<(), FieldError> {
         return local_path(field, url);
     }
     // scp-like syntax: user@host:path. `ext::` and other transports contain "::" or no '@'.
-    if let Some((user_host, path)) = url.split_once(':') {
-        if let Some((user, host)) = user_host.split_once('@') {
-            if !user.is_empty()
-                && valid_host(host)
-                && !path.is_empty()
-                && !path.starts_with('-')
-                && !path.starts_with(':')
-            {
-                return Ok(());
-            }
-        }
+    if let Some((user_host, path)) = url.split_once(':')
+        && let Some((user, host)) = user_host.split_once('@')
+        && !user.is_empty()
+        && valid_host(host)
+        && !path.is_empty()
+        && !path.starts_with('-')
+        && !path.starts_with(':')
+    {
+        return Ok(());
     }
     Err(FieldError::new(
         field,

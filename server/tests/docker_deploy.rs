@@ -107,7 +107,7 @@ async fn deploy_watch_and_fetch_the_running_app() {
     }
     // Rule 3: a line written after a stage began comes after that stage's status event.
     let position =
-        |pred: &dyn Fn(&Event) -> bool| got.events.iter().position(|e| pred(e)).expect("present");
+        |pred: &dyn Fn(&Event) -> bool| got.events.iter().position(pred).expect("present");
     let building =
         position(&|e| matches!(e, Event::Status { data, .. } if data.status == Status::Building));
     let step1 =

@@ -173,7 +173,7 @@ fn dechunk(mut rest: &str) -> String {
             break;
         }
         out.push_str(&tail[..size]);
-        rest = &tail[size..].trim_start_matches("\r\n");
+        rest = tail[size..].trim_start_matches("\r\n");
     }
     out
 }
