@@ -4,8 +4,9 @@ import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-// A git repository with a FROM scratch busybox httpd app, made for this run.
-function makeRepo(): string {
+// A git repository with a FROM scratch busybox httpd app, made for this run. `slowLines`
+// adds a RUN step printing that many lines, one every 100 ms.
+function makeRepo(slowLines = 0): string {
   const dir = mkdtempSync(join(tmpdir(), "slipway-e2e-repo-"));
   copyFileSync("/bin/busybox", join(dir, "busybox"));
   writeFileSync(
@@ -17,6 +18,7 @@ function makeRepo(): string {
       'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
       'RUN mkdir -p /www && echo "hello from the e2e test" > /www/index.html',
       'RUN for i in 1 2 3; do echo "e2e build line $i"; done',
+      ...(slowLines > 0 ? [`RUN for i in $(seq 1 ${slowLines}); do echo "slow line $i"; usleep 100000; done`] : []),
       "EXPOSE 8080",
       'CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]',
       "",
@@ -88,5 +90,54 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   await expect(page.getByTestId("status")).toHaveText("success");
   await expect(log).toContainText("Deployment successful");
 
+  expect(errors).toEqual([]);
+});
+
+async function addApp(page: Page, name: string, repo: string) {
+  await page.goto("/");
+  await page.locator("body[data-hydrated]").waitFor();
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.getByLabel("Repository URL").fill(repo);
+  await page.getByLabel("Port").fill("8080");
+  await page.getByRole("button", { name: "Add app" }).click();
+  await page.getByRole("link", { name }).click();
+  await expect(page.getByRole("heading", { name })).toBeVisible();
+}
+
+test("a dropped monitor connection resumes with since= and shows every line once", async ({ page }, testInfo) => {
+  const errors = watchConsole(page);
+  const urls: string[] = [];
+  // Proxy the monitor socket; cut the first connection after 25 events, mid-build.
+  await page.routeWebSocket(/\/api\/deployments\/logs/, (ws) => {
+    urls.push(ws.url());
+    const server = ws.connectToServer();
+    if (urls.length === 1) {
+      let forwarded = 0;
+      server.onMessage((message) => {
+        forwarded += 1;
+        if (forwarded <= 25) ws.send(message);
+        if (forwarded === 25) {
+          ws.close({ code: 4000, reason: "cut by the test" });
+          server.close();
+        }
+      });
+    }
+  });
+
+  await addApp(page, `resume-${Date.now() % 100000}`, makeRepo(40));
+  await page.getByRole("button", { name: "Deploy" }).click();
+  await expect(page).toHaveURL(/\/deployments\/\d+$/);
+  const log = page.getByRole("log");
+  await expect(page.getByTestId("status")).toHaveText("success", { timeout: 120_000 });
+  await expect(log).toContainText("slow line 40");
+
+  expect(urls.length).toBeGreaterThanOrEqual(2);
+  const since = Number(new URL(urls[1]).searchParams.get("since"));
+  expect(since).toBeGreaterThan(0);
+  const seqs = await log.locator("[data-seq]").evaluateAll((rows) => rows.map((r) => Number(r.getAttribute("data-seq"))));
+  expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+  const texts = await log.locator("[data-seq]").allTextContents();
+  expect(texts.filter((t) => t === "slow line 7").length).toBe(1);
+  await page.screenshot({ path: testInfo.outputPath("resumed-monitor.png"), fullPage: true });
   expect(errors).toEqual([]);
 });
