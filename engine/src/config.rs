@@ -32,6 +32,9 @@ pub struct Config {
     pub health_timeout: Duration,
     /// `SLIPWAY_CLONE_TIMEOUT_SECS`, default 300.
     pub clone_timeout: Duration,
+    /// `SLIPWAY_BUILD_TIMEOUT_SECS`, default 1800: a deployment still running after this
+    /// long ends `failed` with the reason.
+    pub build_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("health_timeout", &self.health_timeout)
             .field("clone_timeout", &self.clone_timeout)
+            .field("build_timeout", &self.build_timeout)
             .finish()
     }
 }
@@ -130,6 +134,12 @@ impl Config {
             300,
             1..=3600,
         )?;
+        let build_timeout = number(
+            get("SLIPWAY_BUILD_TIMEOUT_SECS"),
+            "SLIPWAY_BUILD_TIMEOUT_SECS",
+            1800,
+            1..=86_400,
+        )?;
         Ok(Config {
             addr,
             data_dir,
@@ -140,6 +150,7 @@ impl Config {
             workers,
             health_timeout: Duration::from_secs(health_timeout as u64),
             clone_timeout: Duration::from_secs(clone_timeout as u64),
+            build_timeout: Duration::from_secs(build_timeout as u64),
         })
     }
 }

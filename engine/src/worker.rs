@@ -159,8 +159,14 @@ async fn run_deployment(engine: &Engine, record: DeploymentRecord) {
 
     let outcome = match prepare(engine, &record).await {
         Ok(mut run) => {
+            let limit = inner.config.build_timeout;
             let result = tokio::select! {
-                result = pipeline(&mut run, &record) => result,
+                result = tokio::time::timeout(limit, pipeline(&mut run, &record)) => result.unwrap_or_else(|_| {
+                    Err(Stop::Failed(format!(
+                        "timed out: the deployment ran longer than {} s (SLIPWAY_BUILD_TIMEOUT_SECS)",
+                        limit.as_secs()
+                    )))
+                }),
                 _ = token.cancelled() => Err(if inner.shutdown.is_cancelled() { Stop::Shutdown } else { Stop::Cancelled }),
             };
             finish(&mut run, result).await

@@ -111,12 +111,22 @@ fn repo(dir: &Path) -> PathBuf {
 }
 
 async fn start(dir: &Path, runtime: Arc<dyn Runtime>, workers: usize) -> Engine {
+    start_with(dir, runtime, workers, None).await
+}
+
+async fn start_with(
+    dir: &Path,
+    runtime: Arc<dyn Runtime>,
+    workers: usize,
+    build_timeout: Option<&str>,
+) -> Engine {
     let data = dir.join("data");
     let workers = workers.to_string();
     let config = Config::from_lookup(|var| match var {
         "SLIPWAY_DATA_DIR" => Some(data.display().to_string()),
         "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
         "SLIPWAY_WORKERS" => Some(workers.clone()),
+        "SLIPWAY_BUILD_TIMEOUT_SECS" => build_timeout.map(str::to_owned),
         _ => None,
     })
     .unwrap();
@@ -327,6 +337,26 @@ async fn a_restart_ends_interrupted_deployments_with_a_reason() {
     let events = drain(engine.watch(next.id, 0).await.unwrap(), None).await;
     assert!(
         matches!(events.last(), Some(Event::Status { data, .. }) if data.status == Status::Success)
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_that_runs_too_long_fails_with_the_reason() {
+    let dir = temp_dir("timeout");
+    let engine = start_with(&dir, Arc::new(FakeRuntime::new(0, true)), 1, Some("1")).await;
+    let app = new_app(&engine, &dir).await;
+    let deployment = engine.deploy(app).await.unwrap();
+    let events = drain(engine.watch(deployment.id, 0).await.unwrap(), None).await;
+    let Some(Event::Status { data, .. }) = events.last() else {
+        panic!("the stream ends with a status: {events:?}");
+    };
+    assert_eq!(data.status, Status::Failed);
+    assert_eq!(data.failed_stage, Some(Status::Building));
+    assert!(
+        data.error_message.starts_with("timed out"),
+        "{}",
+        data.error_message
     );
     engine.shutdown().await;
 }
