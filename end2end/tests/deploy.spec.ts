@@ -141,3 +141,12 @@ test("a dropped monitor connection resumes with since= and shows every line once
   await page.screenshot({ path: testInfo.outputPath("resumed-monitor.png"), fullPage: true });
   expect(errors).toEqual([]);
 });
+
+// Remove what the tests deployed: deleting an app stops and removes its container.
+test.afterAll(async ({ request }) => {
+  const apps = await (await request.get("/api/apps")).json();
+  for (const app of apps) {
+    const answer = await request.delete(`/api/apps/${app.id}`);
+    expect(answer.status()).toBe(204);
+  }
+});

@@ -248,6 +248,13 @@ impl Received {
 }
 
 impl Viewer {
+    pub async fn connect(url: &str) -> Viewer {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Viewer { socket }
+    }
+
     pub async fn next_event(&mut self) -> Option<Event> {
         loop {
             match self.socket.next().await? {
