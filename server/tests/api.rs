@@ -54,50 +54,114 @@ async fn api_answers_and_errors_follow_the_protocol() {
         .await;
     assert_error(status, &body, 409, "conflict", "hello");
 
-    // Bad input: each names the field.
-    let bad: Vec<(Value, &str)> = vec![
-        (json!({"repo_url": "https://x.org/a.git"}), "name"),
-        (
-            json!({"name": "Bad_Name", "repo_url": "https://x.org/a.git"}),
-            "name",
-        ),
-        (
-            json!({"name": "a", "repo_url": "ftp://x.org/a.git"}),
-            "repo_url",
-        ),
-        (
-            json!({"name": "a", "repo_url": "ssh://-oProxyCommand=touch /tmp/pwned/x"}),
-            "repo_url",
-        ),
-        (
-            json!({"name": "a", "repo_url": "https://x.org/a.git", "branch": "--upload-pack=touch"}),
-            "branch",
-        ),
-        (
-            json!({"name": "a", "repo_url": "https://x.org/a.git", "dockerfile": "../../etc/passwd"}),
-            "dockerfile",
-        ),
-        (
-            json!({"name": "a", "repo_url": "https://x.org/a.git", "port": 70000}),
-            "port",
-        ),
-        (
-            json!({"name": "a", "repo_url": "https://x.org/a.git", "port": "80"}),
-            "port",
-        ),
-        (
-            json!({"name": "a", "repo_url": "https://x.org/a.git", "env": {"1X": "y"}}),
-            "env",
-        ),
-        (
-            json!({"name": "a", "repo_url": "https://x.org/a.git", "env": {"X": 1}}),
-            "env",
-        ),
+    // Bad input: each is refused with a message naming the field, and no command an
+    // attacker slipped in ever runs (the canary file never appears).
+    let canary = server.dir.join("canary");
+    let c = canary.display().to_string();
+    let ok_url = "https://git.example.com/a.git";
+    let with = |field: &str, value: Value| {
+        let mut body = json!({"name": "app-x", "repo_url": ok_url});
+        body[field] = value;
+        body
+    };
+    let mut bad: Vec<(Value, &str)> = vec![
+        (json!({"repo_url": ok_url}), "name"),
+        (json!({"name": "a"}), "repo_url"),
+        (json!({"name": 5, "repo_url": ok_url}), "name"),
     ];
-    for (body, field) in bad {
-        let (status, answer) = server.json("POST", "/api/apps", Some(body.clone())).await;
-        assert_error(status, &answer, 422, "unprocessable", field);
+    for name in [
+        "",
+        "Bad_Name",
+        "-lead",
+        "trail-",
+        "a.b",
+        "a b",
+        "UPPER",
+        "$(touch x)",
+        "ünï",
+        &"a".repeat(64),
+    ] {
+        bad.push((with("name", json!(name)), "name"));
     }
+    for url in [
+        "".to_owned(),
+        "ftp://x.org/a.git".to_owned(),
+        format!("ssh://-oProxyCommand=touch {c}/x"),
+        format!("--upload-pack=touch {c}"),
+        format!("-u touch {c}"),
+        format!("ext::sh -c touch% {c}"),
+        "ext::id".to_owned(),
+        "file://relative/path".to_owned(),
+        format!("https://x.org/a b/touch {c}"),
+        format!("https://x.org/a.git; touch {c}"),
+        format!("https://x.org/a.git\ntouch {c}"),
+        format!("https://x.org/$(touch {c})"),
+        "https://-x.org/a.git".to_owned(),
+        "git@-oProxyCommand=id:x".to_owned(),
+        "relative/path".to_owned(),
+        "https://".to_owned(),
+    ] {
+        bad.push((with("repo_url", json!(url)), "repo_url"));
+    }
+    for branch in [
+        "--upload-pack=touch",
+        "-b",
+        "a..b",
+        "a b",
+        "a~1",
+        "a^",
+        "a:b",
+        "refs/$(id)?",
+        "@",
+        "a.lock",
+        "a/",
+        ".hidden",
+        "a\\b",
+    ] {
+        bad.push((with("branch", json!(branch)), "branch"));
+    }
+    for dockerfile in ["../../etc/passwd", "/etc/passwd", "a/../../b", "-f", ""] {
+        bad.push((with("dockerfile", json!(dockerfile)), "dockerfile"));
+    }
+    for port in [json!(0), json!(-1), json!(70000), json!("80"), json!(8.5)] {
+        bad.push((with("port", port), "port"));
+    }
+    for env in [
+        json!({"1X": "y"}),
+        json!({"A-B": "y"}),
+        json!({"X": 1}),
+        json!({"X Y": "z"}),
+        json!(["X=1"]),
+        json!({"": "v"}),
+    ] {
+        bad.push((with("env", env), "env"));
+    }
+    assert!(bad.len() >= 40, "{} bad inputs", bad.len());
+    for (body, field) in &bad {
+        let (status, answer) = server.json("POST", "/api/apps", Some(body.clone())).await;
+        assert!(
+            status == 400 || status == 422,
+            "{body} -> {status} {answer}"
+        );
+        assert_error(
+            status,
+            &answer,
+            status,
+            if status == 400 {
+                "bad_request"
+            } else {
+                "unprocessable"
+            },
+            field,
+        );
+    }
+    let (_, apps) = server.json("GET", "/api/apps", None).await;
+    assert_eq!(
+        apps.as_array().map(Vec::len),
+        Some(1),
+        "nothing bad was stored: {apps}"
+    );
+    assert!(!canary.exists(), "an injected command ran");
     let (status, body) = server.request("POST", "/api/apps", Some("{not json")).await;
     assert_error(
         status,
