@@ -11,7 +11,8 @@ log() { printf '[setup] %s\n' "$*"; }
 
 apt_missing=()
 command -v dockerd >/dev/null || apt_missing+=(docker.io)
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || apt_missing+=(busybox-static)
+# grep without -q reads all its input: an early exit would SIGPIPE busybox under pipefail.
+{ [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x httpd >/dev/null; } || apt_missing+=(busybox-static)
 command -v chromium >/dev/null || apt_missing+=(chromium)
 command -v git >/dev/null || apt_missing+=(git)
 command -v node >/dev/null || apt_missing+=(nodejs npm)
