@@ -299,7 +299,7 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
             &checkout.commit[..12]
         )));
     }
-    let tag = format!("slipway/{}:{}-{}", app.name, run.id, inner.instance);
+    let tag = image_tag(&app.name, run.id, &inner.instance);
     run.image_tag = Some(tag.clone());
     run.say(format!("Building image {tag} from {}", app.dockerfile))
         .await?;
@@ -321,7 +321,7 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
 
     // Deploying.
     run.enter(Status::Deploying).await?;
-    let name = format!("slipway-{}-{}-{}", app.name, run.id, inner.instance);
+    let name = container_name(&app.name, run.id, &inner.instance);
     run.say(format!("Starting container {name}")).await?;
     let started = inner
         .runtime
@@ -567,6 +567,15 @@ async fn http_status(port: u16) -> Result<u16, String> {
         .unwrap_or_else(|_| Err("no answer within 2 s".to_owned()))
 }
 
+/// Names carry the installation id: deployment ids restart with each database.
+fn image_tag(app: &str, deployment: DeploymentId, instance: &str) -> String {
+    format!("slipway/{app}:{deployment}-{instance}")
+}
+
+fn container_name(app: &str, deployment: DeploymentId, instance: &str) -> String {
+    format!("slipway-{app}-{deployment}-{instance}")
+}
+
 fn labels(app: i64, deployment: DeploymentId) -> HashMap<String, String> {
     HashMap::from([
         ("slipway.managed".to_owned(), "true".to_owned()),
@@ -623,11 +632,24 @@ pub(crate) async fn reconcile(engine: &Engine) -> Result<(), EngineError> {
         let writer = inner.store.writer(id).await?;
         let (_, written) = writer.append(vec![format!("[slipway] {reason}\n")]).await;
         written?;
-        if let Some(container) = &record.container_id {
-            let app = db::app(&inner.pool, record.api.app_id).await?;
-            if app.container_id.as_deref() != Some(container) {
-                let _ = inner.runtime.remove(container).await;
-            }
+        // Its half-made container and image, found by their names even if the crash came
+        // before they were recorded; never the app's serving container.
+        let app = db::app(&inner.pool, record.api.app_id).await?;
+        let container = record
+            .container_id
+            .clone()
+            .unwrap_or_else(|| container_name(&app.name, id, &inner.instance));
+        if app.container_id.as_deref() != Some(container.as_str())
+            && let Err(e) = inner.runtime.remove(&container).await
+        {
+            tracing::warn!(deployment.id = id, error = %e, "could not remove an interrupted container");
+        }
+        if let Err(e) = inner
+            .runtime
+            .remove_image(&image_tag(&app.name, id, &inner.instance))
+            .await
+        {
+            tracing::warn!(deployment.id = id, error = %e, "could not remove an interrupted image");
         }
         let change = Change {
             error_message: Some(reason),
