@@ -147,14 +147,10 @@ mod ssr {
             }
             engine::EngineError::Invalid(f) => ServerFnError::new(f.to_string()),
             other => {
-                tracing_log(&other);
+                leptos::logging::error!("server function failed: {other}");
                 ServerFnError::new("internal error: the server log has the details")
             }
         }
-    }
-
-    fn tracing_log(e: &engine::EngineError) {
-        leptos::logging::error!("server function failed: {e}");
     }
 
     /// `KEY=value` lines; blank lines and `#` comments are skipped.

@@ -174,6 +174,18 @@ impl Child {
         Ok(last)
     }
 
+    /// Lines in the deployment's whole log (`GET /api/deployments/{id}/logs`).
+    async fn log_lines(&self, id: i64) -> Result<u64> {
+        let (_, log) = http(
+            self.addr,
+            "GET",
+            &format!("/api/deployments/{id}/logs"),
+            None,
+        )
+        .await?;
+        Ok(log.matches('\n').count() as u64)
+    }
+
     async fn queries(&self) -> Result<u64> {
         Ok(self.json("GET", "/api/metrics", None).await?["db_queries"]
             .as_u64()
@@ -370,14 +382,7 @@ async fn bench(quick: bool) -> Result<()> {
             }
         }
         let elapsed = started.elapsed().as_secs_f64();
-        let (_, log) = http(
-            child.addr,
-            "GET",
-            &format!("/api/deployments/{id}/logs"),
-            None,
-        )
-        .await?;
-        let in_log = log.matches('\n').count() as u64;
+        let in_log = child.log_lines(id).await?;
         report.add(
             "throughput to one viewer",
             format!(
@@ -569,14 +574,7 @@ async fn bench(quick: bool) -> Result<()> {
             duplicates += dup;
             reconnects += rc;
         }
-        let (_, log) = http(
-            child.addr,
-            "GET",
-            &format!("/api/deployments/{id}/logs"),
-            None,
-        )
-        .await?;
-        let in_log = log.matches('\n').count() as u64;
+        let in_log = child.log_lines(id).await?;
         report.add(
             "resume storm: lines missing / duplicated (100 viewers)",
             format!("{missing} / {duplicates} over {reconnects} reconnects, {in_log} lines each"),

@@ -108,10 +108,7 @@ impl Watcher {
     /// The next message for the client, or how the stream ended.
     pub async fn next(&mut self) -> Result<Outgoing, WatchEnd> {
         loop {
-            if let Some(message) = self.ready.pop_front() {
-                if message.terminal {
-                    self.done = true;
-                }
+            if let Some(message) = self.pop_ready() {
                 return Ok(message);
             }
             if self.done {
@@ -156,10 +153,7 @@ impl Watcher {
     /// The next message if one is available without waiting: lets the socket write a
     /// burst of frames with one flush.
     pub fn next_ready(&mut self) -> Option<Outgoing> {
-        if let Some(message) = self.ready.pop_front() {
-            if message.terminal {
-                self.done = true;
-            }
+        if let Some(message) = self.pop_ready() {
             return Some(message);
         }
         if self.done
@@ -176,6 +170,14 @@ impl Watcher {
             }
             Err(_) => None,
         }
+    }
+
+    fn pop_ready(&mut self) -> Option<Outgoing> {
+        let message = self.ready.pop_front()?;
+        if message.terminal {
+            self.done = true;
+        }
+        Some(message)
     }
 
     /// Takes one live event: the message to send now, if any.

@@ -265,7 +265,7 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
         .await?;
     let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
     let fetch = inner.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
-    let (checkout, ()) = tokio::join!(fetch, pump(run, rx, None));
+    let (checkout, ()) = tokio::join!(fetch, pump(run, rx, false));
     let checkout = checkout.map_err(|e| match e {
         SourceError::CloneFailed(reason) => {
             Stop::Failed(format!("Cloning {} failed: {reason}", app.repo_url))
@@ -313,7 +313,7 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
         labels: labels(app.id, run.id),
     };
     let build = inner.runtime.build(request, tx);
-    let (image, ()) = tokio::join!(build, pump(run, rx, Some(StepProgress)));
+    let (image, ()) = tokio::join!(build, pump(run, rx, true));
     let image = image.map_err(runtime_failure)?;
     db::record_artifacts(&inner.pool, run.id, None, Some(&tag), None, None).await?;
     run.say(format!("Built image {tag} ({})", short(&image)))
@@ -388,38 +388,25 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
         None => "Deployment successful".to_owned(),
     })
     .await?;
-    run.engine
-        .transition(
-            run.id,
-            Status::Deploying,
-            Status::Success,
-            Change::default(),
-        )
-        .await?;
-    run.status = Status::Success;
-    Ok(())
+    run.enter(Status::Success).await
 }
 
-/// Raises progress from 50 towards 80 with the Dockerfile's `Step k/n` lines.
-struct StepProgress;
-
-impl StepProgress {
-    fn progress_of(line: &str) -> Option<u8> {
-        let rest = line.strip_prefix("Step ")?;
-        let (k, rest) = rest.split_once('/')?;
-        let n = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-        let (k, n): (u32, u32) = (k.parse().ok()?, n.parse().ok()?);
-        if k == 0 || n == 0 || k > n {
-            return None;
-        }
-        let base = u32::from(Status::Building.progress());
-        let span = u32::from(Status::Deploying.progress()) - base;
-        Some((base + span * (k - 1) / n) as u8)
+/// The progress a Dockerfile's `Step k/n` line means: from 50 towards 80.
+fn step_progress(line: &str) -> Option<u8> {
+    let rest = line.strip_prefix("Step ")?;
+    let (k, rest) = rest.split_once('/')?;
+    let n = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    let (k, n): (u32, u32) = (k.parse().ok()?, n.parse().ok()?);
+    if k == 0 || n == 0 || k > n {
+        return None;
     }
+    let base = u32::from(Status::Building.progress());
+    let span = u32::from(Status::Deploying.progress()) - base;
+    Some((base + span * (k - 1) / n) as u8)
 }
 
 /// Moves output from a producer (git, the Docker build) into the log as it arrives.
-async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, steps: Option<StepProgress>) {
+async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, track_steps: bool) {
     let mut splitter = LineSplitter::default();
     let mut failed = false;
     while let Some(chunk) = rx.recv().await {
@@ -435,12 +422,11 @@ async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, steps: Option<StepP
                 Err(_) => break,
             }
         }
-        let progress = steps.as_ref().and(
-            lines
-                .iter()
-                .filter_map(|l| StepProgress::progress_of(l))
-                .max(),
-        );
+        let progress = if track_steps {
+            lines.iter().filter_map(|l| step_progress(l)).max()
+        } else {
+            None
+        };
         if run.write(lines).await.is_err() {
             failed = true;
             continue;
@@ -664,17 +650,14 @@ pub(crate) async fn reconcile(engine: &Engine) -> Result<(), EngineError> {
 
 #[cfg(test)]
 mod tests {
-    use super::StepProgress;
+    use super::step_progress;
 
     #[test]
     fn steps_move_progress_from_50_towards_80() {
-        assert_eq!(
-            StepProgress::progress_of("Step 1/5 : FROM scratch\n"),
-            Some(50)
-        );
-        assert_eq!(StepProgress::progress_of("Step 3/5 : RUN x\n"), Some(62));
-        assert_eq!(StepProgress::progress_of("Step 5/5 : CMD x\n"), Some(74));
-        assert_eq!(StepProgress::progress_of("Step 6/5 : CMD x\n"), None);
-        assert_eq!(StepProgress::progress_of("Stepping\n"), None);
+        assert_eq!(step_progress("Step 1/5 : FROM scratch\n"), Some(50));
+        assert_eq!(step_progress("Step 3/5 : RUN x\n"), Some(62));
+        assert_eq!(step_progress("Step 5/5 : CMD x\n"), Some(74));
+        assert_eq!(step_progress("Step 6/5 : CMD x\n"), None);
+        assert_eq!(step_progress("Stepping\n"), None);
     }
 }

@@ -107,7 +107,7 @@ struct Slipway {
 
 impl Slipway {
     async fn start(data: &Path, addr: std::net::SocketAddr) -> Slipway {
-        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
             .env("SLIPWAY_ADDR", addr.to_string())
             .env("SLIPWAY_DATA_DIR", data)
             .env("SLIPWAY_ALLOW_LOCAL_REPOS", "1")
@@ -120,6 +120,8 @@ impl Slipway {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        child.kill().ok();
+        child.wait().ok();
         panic!("slipway did not start on {addr}");
     }
 
