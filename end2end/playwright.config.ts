@@ -5,6 +5,10 @@ import { defineConfig } from "@playwright/test";
 const port = Number(process.env.SLIPWAY_E2E_PORT ?? 3917);
 const bin = process.env.SLIPWAY_BIN ?? "target/release/slipway";
 const dataDir = process.env.SLIPWAY_E2E_DATA ?? `/tmp/slipway-e2e-${process.pid}`;
+// Clean-up in afterAll hooks uses the admin token; the browser signs in as a person.
+export const adminToken = "e2e-admin-token-0123456789abcdef";
+export const adminUser = { username: "admin", password: "e2e password 1234" };
+export const storageState = "test-results/.auth/admin.json";
 
 export default defineConfig({
   testDir: "./tests",
@@ -12,6 +16,11 @@ export default defineConfig({
   expect: { timeout: 120_000 },
   workers: 1,
   reporter: [["list"]],
+  projects: [
+    // Creates the admin account through the first-visit page and keeps the session.
+    { name: "setup", testMatch: /.*\.setup\.ts/ },
+    { name: "chromium", dependencies: ["setup"], use: { storageState } },
+  ],
   outputDir: "test-results",
   use: {
     baseURL: `http://127.0.0.1:${port}`,
@@ -39,6 +48,7 @@ export default defineConfig({
       SLIPWAY_ADDR: `127.0.0.1:${port}`,
       SLIPWAY_DATA_DIR: dataDir,
       SLIPWAY_ALLOW_LOCAL_REPOS: "1",
+      SLIPWAY_ADMIN_TOKEN: adminToken,
       LEPTOS_SITE_ROOT: "target/site",
       RUST_LOG: "info,sqlx=warn",
     },

@@ -2,7 +2,7 @@
 //! the HTTP API, so both paths share validation and behaviour.
 
 use leptos::prelude::*;
-use protocol::{App, Deployment, LogLine};
+use protocol::{ApiToken, App, CreatedToken, Deployment, LogLine};
 use serde::{Deserialize, Serialize};
 
 /// A rejected form field, shown next to its input.
@@ -129,10 +129,59 @@ pub async fn get_deployment(id: i64) -> Result<DeploymentView, ServerFnError> {
     })
 }
 
+#[server]
+pub async fn cancel_deployment(id: i64) -> Result<Deployment, ServerFnError> {
+    use self::ssr::*;
+    engine()?.cancel(id).await.map_err(internal)
+}
+
+/// Who is signed in, for the header; `None` on the public sign-in pages.
+#[server]
+pub async fn current_user() -> Result<Option<String>, ServerFnError> {
+    Ok(self::ssr::principal().await.map(|p| p.name))
+}
+
+#[server]
+pub async fn list_tokens() -> Result<Vec<ApiToken>, ServerFnError> {
+    use self::ssr::*;
+    engine()?.auth().tokens().await.map_err(internal)
+}
+
+/// Creates an API token; the answer is the only time its secret is shown.
+#[server]
+pub async fn new_token(name: String) -> Result<Result<CreatedToken, FieldProblem>, ServerFnError> {
+    use self::ssr::*;
+    let by = principal()
+        .await
+        .ok_or_else(|| ServerFnError::new("sign in first"))?;
+    match engine()?.auth().create_token(&name, &by).await {
+        Ok(created) => Ok(Ok(created)),
+        Err(::engine::EngineError::Invalid(problem)) => Ok(Err(FieldProblem {
+            field: Some(problem.field.clone()),
+            message: problem.to_string(),
+        })),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+#[server]
+pub async fn revoke_token(id: i64) -> Result<(), ServerFnError> {
+    use self::ssr::*;
+    engine()?.auth().revoke_token(id).await.map_err(internal)
+}
+
 #[cfg(feature = "ssr")]
 mod ssr {
     use leptos::prelude::*;
     use std::collections::BTreeMap;
+
+    /// The request's principal, put there by the server's gate.
+    pub async fn principal() -> Option<engine::auth::Principal> {
+        leptos_axum::extract::<axum::Extension<engine::auth::Principal>>()
+            .await
+            .ok()
+            .map(|axum::Extension(p)| p)
+    }
 
     pub fn engine() -> Result<engine::Engine, ServerFnError> {
         use_context::<engine::Engine>()

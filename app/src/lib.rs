@@ -56,7 +56,8 @@ pub fn App() -> impl IntoView {
                     <A href="/" attr:class="text-lg font-semibold tracking-tight text-sky-300">
                         "Slipway"
                     </A>
-                    <span class="text-sm text-slate-400">"deploy from git, watch it live"</span>
+                    <span class="hidden text-sm text-slate-400 sm:inline">"deploy from git, watch it live"</span>
+                    <pages::account::AccountMenu />
                 </nav>
             </header>
             <main class="mx-auto max-w-5xl px-4 py-6">
@@ -64,6 +65,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::apps::AppsPage />
                     <Route path=path!("/apps/:id") view=pages::app::AppPage />
                     <Route path=path!("/deployments/:id") view=pages::deployment::DeploymentPage />
+                    <Route path=path!("/login") view=pages::account::LoginPage />
+                    <Route path=path!("/setup") view=pages::account::SetupPage />
+                    <Route path=path!("/settings/tokens") view=pages::account::TokensPage />
                 </Routes>
             </main>
         </Router>

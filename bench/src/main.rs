@@ -83,6 +83,7 @@ impl Child {
             .env("SLIPWAY_ADDR", addr.to_string())
             .env("SLIPWAY_DATA_DIR", dir.join("data"))
             .env("SLIPWAY_ALLOW_LOCAL_REPOS", "1")
+            .env("SLIPWAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SLIPWAY_WORKERS", "4")
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::piped())
@@ -156,7 +157,7 @@ impl Child {
             "ws://{}/api/deployments/logs?id={id}&since={since}",
             self.addr
         );
-        Ok(tokio_tungstenite::connect_async(url).await?.0)
+        Ok(tokio_tungstenite::connect_async(authorized(&url)?).await?.0)
     }
 
     /// Waits for the deployment to end, through a viewer that skips every line.
@@ -203,6 +204,19 @@ async fn next_event(socket: &mut Socket) -> Option<Event> {
     }
 }
 
+/// The benchmark's server accepts this `SLIPWAY_ADMIN_TOKEN`.
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
+
+/// A WebSocket request carrying the admin token.
+fn authorized(url: &str) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {ADMIN_TOKEN}").parse()?);
+    Ok(request)
+}
+
 async fn http(
     addr: SocketAddr,
     method: &str,
@@ -212,7 +226,7 @@ async fn http(
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let body = body.unwrap_or("");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;
@@ -539,7 +553,11 @@ async fn bench(quick: bool) -> Result<()> {
                 let mut seen = std::collections::HashSet::new();
                 'outer: loop {
                     let url = format!("ws://{addr}/api/deployments/logs?id={id}&since={last}");
-                    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url).await else {
+                    let Ok(request) = authorized(&url) else {
+                        continue;
+                    };
+                    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(request).await
+                    else {
                         continue;
                     };
                     let budget = Duration::from_millis(50 + random.next() % 450);

@@ -1,4 +1,5 @@
 import { test, expect, Page } from "@playwright/test";
+import { adminToken } from "../playwright.config";
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -144,9 +145,10 @@ test("a dropped monitor connection resumes with since= and shows every line once
 
 // Remove what the tests deployed: deleting an app stops and removes its container.
 test.afterAll(async ({ request }) => {
-  const apps = await (await request.get("/api/apps")).json();
+  const headers = { Authorization: `Bearer ${adminToken}` };
+  const apps = await (await request.get("/api/apps", { headers })).json();
   for (const app of apps) {
-    const answer = await request.delete(`/api/apps/${app.id}`);
+    const answer = await request.delete(`/api/apps/${app.id}`, { headers });
     expect(answer.status()).toBe(204);
   }
 });

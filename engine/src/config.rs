@@ -35,6 +35,15 @@ pub struct Config {
     /// `SLIPWAY_BUILD_TIMEOUT_SECS`, default 1800: a deployment still running after this
     /// long ends `failed` with the reason.
     pub build_timeout: Duration,
+    /// `SLIPWAY_PROGRESS_DEADLINE_SECS`, default 600: a deployment that writes no output
+    /// and changes no status for this long ends `failed` with the reason.
+    pub progress_deadline: Duration,
+    /// `SLIPWAY_CLONE_MAX_MB`, default 1024: a checkout larger than this fails the clone.
+    pub clone_max_bytes: u64,
+    /// `SLIPWAY_PUBLIC_URL`: the dashboard's address as browsers see it, e.g.
+    /// `https://deploy.example.com`. Cookie-authenticated mutations and WebSocket upgrades
+    /// must come from this origin (kept as `scheme://host[:port]`).
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -53,6 +62,9 @@ impl std::fmt::Debug for Config {
             .field("health_timeout", &self.health_timeout)
             .field("clone_timeout", &self.clone_timeout)
             .field("build_timeout", &self.build_timeout)
+            .field("progress_deadline", &self.progress_deadline)
+            .field("clone_max_bytes", &self.clone_max_bytes)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -140,6 +152,21 @@ impl Config {
             1800,
             1..=86_400,
         )?;
+        let progress_deadline = number(
+            get("SLIPWAY_PROGRESS_DEADLINE_SECS"),
+            "SLIPWAY_PROGRESS_DEADLINE_SECS",
+            600,
+            1..=86_400,
+        )?;
+        let clone_max_mb = number(
+            get("SLIPWAY_CLONE_MAX_MB"),
+            "SLIPWAY_CLONE_MAX_MB",
+            1024,
+            1..=1_048_576,
+        )?;
+        let public_url = get("SLIPWAY_PUBLIC_URL")
+            .map(|url| origin_of(url.trim()))
+            .transpose()?;
         Ok(Config {
             addr,
             data_dir,
@@ -151,8 +178,33 @@ impl Config {
             health_timeout: Duration::from_secs(health_timeout as u64),
             clone_timeout: Duration::from_secs(clone_timeout as u64),
             build_timeout: Duration::from_secs(build_timeout as u64),
+            progress_deadline: Duration::from_secs(progress_deadline as u64),
+            clone_max_bytes: clone_max_mb as u64 * 1024 * 1024,
+            public_url,
         })
     }
+}
+
+/// `https://host[:port][/]` → `https://host[:port]`: the origin browsers send.
+fn origin_of(url: &str) -> Result<String, ConfigError> {
+    let error = || ConfigError {
+        var: "SLIPWAY_PUBLIC_URL",
+        message: format!("{url:?} is not a URL like https://deploy.example.com"),
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(error)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(error());
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let valid = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid {
+        return Err(error());
+    }
+    Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
 fn flag(value: Option<String>, var: &'static str) -> Result<bool, ConfigError> {
@@ -209,6 +261,12 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://./data/slipway.db");
         assert!(!c.allow_local_repos);
         assert_eq!(c.workers, 2);
+        assert_eq!(c.public_url, None);
+        let c = config(&[("SLIPWAY_PUBLIC_URL", "HTTPS://Deploy.Example.com:8443/")])?;
+        assert_eq!(
+            c.public_url.as_deref(),
+            Some("https://deploy.example.com:8443")
+        );
         Ok(())
     }
 
@@ -231,6 +289,18 @@ mod tests {
         assert_eq!(
             config(&[("DOCKER_HOST", "ftp://x")]).err().map(|e| e.var),
             Some("DOCKER_HOST")
+        );
+        assert_eq!(
+            config(&[("SLIPWAY_PUBLIC_URL", "https://x.example/app")])
+                .err()
+                .map(|e| e.var),
+            Some("SLIPWAY_PUBLIC_URL")
+        );
+        assert_eq!(
+            config(&[("SLIPWAY_PUBLIC_URL", "ftp://x.example")])
+                .err()
+                .map(|e| e.var),
+            Some("SLIPWAY_PUBLIC_URL")
         );
         assert_eq!(
             config(&[("SLIPWAY_ADMIN_TOKEN", "short")])

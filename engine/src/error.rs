@@ -9,6 +9,9 @@ pub enum EngineError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Credentials missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     Invalid(#[from] FieldError),
     #[error("database: {0}")]

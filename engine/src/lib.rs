@@ -3,6 +3,7 @@
 //! - [`config`]: the typed configuration read from `SLIPWAY_*` variables.
 //! - [`db`]: SQLite schema, queries and the guarded status transition.
 //! - [`logstore`]: the append-only log of each deployment with its offset index.
+//! - [`auth`]: the admin account, sessions and API tokens.
 //! - [`bus`]: one ordered event stream per deployment, fed after each commit/append.
 //! - [`watch`]: a viewer: status, catch-up from the store, then live events.
 //! - [`worker`]: the queue workers and the clone → build → deploy pipeline.
@@ -11,6 +12,7 @@
 //!
 //! [`Engine`] ties them together; the API handlers and server functions call only it.
 
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod db;
@@ -47,6 +49,7 @@ pub struct Engine {
 struct Inner {
     config: Config,
     pool: db::Pool,
+    auth: auth::Auth,
     store: LogStore,
     bus: EventBus,
     runtime: Arc<dyn runtime::Runtime>,
@@ -90,11 +93,13 @@ impl Engine {
         std::fs::create_dir_all(&config.data_dir)?;
         let pool = db::connect(&config.database_url).await?;
         let store = LogStore::new(config.data_dir.join("logs"))?;
+        let auth = auth::Auth::load(pool.clone(), config.admin_token.as_deref()).await?;
         let instance = instance_id(&config.data_dir).await?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 config,
                 pool,
+                auth,
                 store,
                 bus: EventBus::default(),
                 runtime,
@@ -116,6 +121,10 @@ impl Engine {
     /// Short id of this installation, kept in the data directory.
     pub fn instance(&self) -> &str {
         &self.inner.instance
+    }
+
+    pub fn auth(&self) -> &auth::Auth {
+        &self.inner.auth
     }
 
     pub fn config(&self) -> &Config {

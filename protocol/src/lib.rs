@@ -191,6 +191,25 @@ pub struct NewApp {
     pub env: BTreeMap<String, String>,
 }
 
+/// An API token as listed: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    /// The token's first characters, to tell tokens apart.
+    pub prefix: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// A token just created: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: ApiToken,
+    pub token: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, message: impl Into<String>) -> Self {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
         FieldError {
             field: field.to_owned(),
             message: message.into(),

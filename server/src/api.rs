@@ -5,10 +5,11 @@ use crate::AppState;
 use crate::error::ApiError;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Extension, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use protocol::{App, Deployment, ErrorCode, NewApp};
+use engine::auth::Principal;
+use protocol::{ApiToken, App, CreatedToken, Deployment, ErrorCode, NewApp};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -205,4 +206,34 @@ pub async fn deployment_log(
 
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such API route: see PROTOCOL.md")
+}
+
+/// `GET /api/tokens`: API tokens, never their secrets.
+pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
+    Ok(Json(state.engine.auth().tokens().await?))
+}
+
+/// `POST /api/tokens` with `{"name": "ci"}`: the answer holds the token, shown only once.
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(by): Extension<Principal>,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let name = match body.get("name") {
+        Some(Value::String(name)) => name,
+        Some(_) => return Err(ApiError::bad_request("name must be a string")),
+        None => return Err(ApiError::bad_request("name is required")),
+    };
+    let created = state.engine.auth().create_token(name, &by).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `DELETE /api/tokens/{id}`: the token stops working at once.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id("token id", &id)?;
+    state.engine.auth().revoke_token(id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

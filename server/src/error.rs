@@ -38,6 +38,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
             EngineError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
+            EngineError::Unauthorized(m) => ApiError::new(ErrorCode::Unauthorized, m),
             EngineError::Invalid(f) => ApiError::new(ErrorCode::Unprocessable, f.to_string()),
             internal => {
                 tracing::error!(error = %internal, "request failed");

@@ -1,12 +1,14 @@
 //! Slipway's HTTP server.
 //!
 //! - [`api`]: the JSON API of PROTOCOL.md.
+//! - [`auth`]: the gate every request passes, and sign-in.
 //! - [`monitor`]: the deployment monitor WebSocket.
 //! - [`error`]: the JSON error body and the mapping from engine errors.
 //! - [`run`]: serves the API, the monitor and the Leptos dashboard on a listener until
 //!   a shutdown future resolves. `main.rs` and the tests both call it.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod monitor;
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     /// Cancelled when the server begins to shut down: monitor sockets close with 1001.
     pub closing: CancellationToken,
+    /// Where signed-in browsers may send mutations and WebSocket upgrades from.
+    pub origins: auth::Origins,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -59,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{id}", get(api::show_deployment))
         .route("/deployments/{id}/cancel", post(api::cancel_deployment))
         .route("/deployments/{id}/logs", get(api::deployment_log))
+        .route("/tokens", get(api::list_tokens).post(api::create_token))
+        .route("/tokens/{id}", axum::routing::delete(api::revoke_token))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let routes = generate_route_list(app::App);
@@ -66,6 +72,9 @@ pub fn router(state: AppState) -> Router {
     let leptos = state.leptos.clone();
     Router::new()
         .nest("/api", api)
+        .route("/auth/setup", post(auth::setup))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -75,7 +84,25 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::gate,
+        ))
         .with_state(state)
+}
+
+/// Refuses to serve a non-loopback address while nobody can sign in: the first visitor
+/// would claim the admin account.
+pub fn exposure_check(addr: std::net::SocketAddr, engine: &Engine) -> Result<(), String> {
+    if addr.ip().is_loopback() || engine.auth().can_authenticate() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve on {addr}: no account exists and SLIPWAY_ADMIN_TOKEN is not set, \
+         so anyone who reaches this address could claim the admin account. Set \
+         SLIPWAY_ADMIN_TOKEN (16 characters or more), or start once on 127.0.0.1 and create \
+         the admin account at /setup first."
+    ))
 }
 
 /// Serves until `shutdown` resolves, then closes monitor sockets and waits for requests
@@ -86,10 +113,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let closing = CancellationToken::new();
+    let origins = auth::Origins::new(
+        engine.config().public_url.as_deref(),
+        listener.local_addr()?,
+    );
     let state = AppState {
         engine,
         leptos: leptos_options(),
         closing: closing.clone(),
+        origins,
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {

@@ -22,9 +22,15 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("SLIPWAY_ADDR: cannot listen on {}", config.addr))?;
+    let addr = config.addr;
     let engine = Engine::start_with_docker(config)
         .await
         .context("starting the engine")?;
+    if let Err(refusal) = server::exposure_check(addr, &engine) {
+        eprintln!("slipway: {refusal}");
+        engine.shutdown().await;
+        std::process::exit(2);
+    }
     tracing::info!("serving the dashboard on http://{}", listener.local_addr()?);
     server::run(engine.clone(), listener, shutdown_signal()).await?;
     tracing::info!("shutting down");

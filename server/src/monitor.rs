@@ -6,10 +6,11 @@
 //! 60 s is dropped.
 
 use crate::AppState;
+use crate::auth::Access;
 use crate::error::ApiError;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
 use engine::{EngineError, WatchEnd, Watcher};
 use futures_util::{SinkExt, StreamExt};
@@ -40,10 +41,19 @@ pub static VIEWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUs
 
 pub async fn monitor(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     Query(query): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let watcher = open(&state, &query).await;
+    // Credentials first: nobody learns whether a deployment exists without them.
+    let watcher = match access.map(|Extension(access)| access) {
+        Some(Access::Granted(_)) => open(&state, &query).await,
+        Some(Access::Refused(refusal)) => Err(refusal),
+        None => Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "no credentials were checked for this request",
+        )),
+    };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(_) => {

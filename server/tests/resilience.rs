@@ -111,6 +111,7 @@ impl Slipway {
             .env("SLIPWAY_ADDR", addr.to_string())
             .env("SLIPWAY_DATA_DIR", data)
             .env("SLIPWAY_ALLOW_LOCAL_REPOS", "1")
+            .env("SLIPWAY_ADMIN_TOKEN", common::ADMIN_TOKEN)
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("start slipway");

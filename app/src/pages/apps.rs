@@ -1,12 +1,9 @@
 //! `/`: the apps, and a form to add one.
 
-use super::{ErrorNote, StatusBadge, error_text};
+use super::{ErrorNote, INPUT, StatusBadge, error_text};
 use crate::api::{CreateApp, list_apps};
 use leptos::prelude::*;
 use leptos_router::components::A;
-
-const INPUT: &str = "mt-1 w-full rounded border border-slate-700 bg-slate-900 px-3 py-2 text-sm text-slate-100 \
-    placeholder:text-slate-500 focus:border-sky-500 focus:outline-none";
 
 #[component]
 pub fn AppsPage() -> impl IntoView {

@@ -1,11 +1,19 @@
 //! The dashboard's pages and the small pieces they share.
 
+pub mod account;
 pub mod app;
 pub mod apps;
 pub mod deployment;
 
 use leptos::prelude::*;
 use protocol::Status;
+
+/// Tailwind classes of a text input.
+pub const INPUT: &str = "mt-1 w-full rounded border border-slate-700 bg-slate-900 px-3 py-2 text-sm text-slate-100 \
+    placeholder:text-slate-500 focus:border-sky-500 focus:outline-none";
+
+/// Tailwind classes of a primary button.
+pub const BUTTON: &str = "rounded bg-sky-600 px-4 py-2 text-sm font-medium text-white hover:bg-sky-500 disabled:opacity-50";
 
 /// Tailwind classes of a status badge.
 pub fn badge_class(status: Status) -> &'static str {

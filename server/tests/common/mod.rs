@@ -12,6 +12,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
+/// `SLIPWAY_ADMIN_TOKEN` of every test server; [`http`] and [`TestServer::ws`] send it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub engine: Engine,
@@ -55,6 +58,7 @@ impl TestServer {
             "SLIPWAY_DATA_DIR" => Some(dir.join("data").display().to_string()),
             "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
             "SLIPWAY_HEALTH_TIMEOUT_SECS" => Some("20".into()),
+            "SLIPWAY_ADMIN_TOKEN" => Some(ADMIN_TOKEN.into()),
             _ => None,
         })
         .unwrap();
@@ -123,25 +127,54 @@ impl TestServer {
     }
 
     pub async fn ws(&self, query: &str) -> Viewer {
-        let url = format!("ws://{}/api/deployments/logs?{query}", self.addr);
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects");
-        Viewer { socket }
+        Viewer::connect(&format!("ws://{}/api/deployments/logs?{query}", self.addr)).await
     }
 }
 
-/// HTTP/1.1 with `Connection: close`: enough for JSON and text bodies.
+/// HTTP/1.1 with `Connection: close` and the admin token: enough for JSON and text bodies.
 pub async fn http(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> (u16, String) {
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let (status, _, body) = http_with(
+        addr,
+        method,
+        path,
+        body,
+        &[("Authorization", bearer.as_str())],
+    )
+    .await;
+    (status, body)
+}
+
+/// A request with exactly the given extra headers (no credentials unless among them);
+/// answers the status, the response head and the body.
+pub async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let content_type = if headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{content_type}{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -162,7 +195,7 @@ pub async fn http(
     } else {
         rest.to_owned()
     };
-    (status, body)
+    (status, head.to_owned(), body)
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -248,8 +281,24 @@ impl Received {
 }
 
 impl Viewer {
+    /// Connects with the admin token.
     pub async fn connect(url: &str) -> Viewer {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        Viewer::connect_with(url, &[("Authorization", bearer.as_str())]).await
+    }
+
+    /// Connects with exactly the given extra headers.
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Viewer {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let mut request = url.into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("websocket connects");
         Viewer { socket }
