@@ -45,10 +45,7 @@ async fn serve(docker: bool) -> Result<()> {
     let engine = if docker {
         engine::Engine::start_with_docker(config).await?
     } else {
-        let source = engine::git::GitCli {
-            allow_local: true,
-            timeout: config.clone_timeout,
-        };
+        let source = engine::git::GitCli::from_config(&config);
         engine::Engine::start(
             config,
             Arc::new(engine::runtime::synthetic::SyntheticRuntime::default()),

@@ -25,13 +25,13 @@ test("sign in, create and revoke an API token, sign out", async ({ page, request
   const shown = page.getByTestId("new-token");
   await expect(shown).toHaveText(/^slw_[0-9a-f]{64}$/);
   const token = (await shown.textContent()) ?? "";
-  await expect(page.getByRole("cell", { name: "e2e script" })).toBeVisible();
+  await expect(page.getByRole("cell", { name: "e2e script", exact: true })).toBeVisible();
   await page.screenshot({ path: testInfo.outputPath("tokens.png"), fullPage: true });
 
   const headers = { Authorization: `Bearer ${token}` };
   expect((await request.get("/api/apps", { headers })).status()).toBe(200);
   await page.getByRole("button", { name: "Revoke e2e script" }).click();
-  await expect(page.getByRole("cell", { name: "e2e script" })).toHaveCount(0);
+  await expect(page.getByRole("cell", { name: "e2e script", exact: true })).toHaveCount(0);
   expect((await request.get("/api/apps", { headers })).status()).toBe(401);
 
   await page.getByRole("button", { name: "Sign out" }).click();

@@ -17,6 +17,8 @@ pub enum SourceError {
     Timeout(u64),
     #[error("git could not be run: {0}")]
     Spawn(String),
+    #[error("the repository is larger than {0} MB (SLIPWAY_CLONE_MAX_MB)")]
+    TooLarge(u64),
 }
 
 pub struct Checkout {
@@ -38,9 +40,48 @@ pub trait Source: Send + Sync + 'static {
 pub struct GitCli {
     pub allow_local: bool,
     pub timeout: Duration,
+    /// A checkout growing past this many bytes is stopped.
+    pub max_bytes: u64,
+}
+
+/// How often a running clone's size is measured.
+const SIZE_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Bytes of regular files under `dir` (symlinks not followed).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+async fn measure(dir: &Path) -> u64 {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || dir_size(&dir))
+        .await
+        .unwrap_or(0)
 }
 
 impl GitCli {
+    pub fn from_config(config: &crate::Config) -> GitCli {
+        GitCli {
+            allow_local: config.allow_local_repos,
+            timeout: config.clone_timeout,
+            max_bytes: config.clone_max_bytes,
+        }
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new("git");
         cmd.env("GIT_TERMINAL_PROMPT", "0")
@@ -113,9 +154,22 @@ impl Source for GitCli {
                 }
                 (child.wait().await, captured)
             };
-            let (status, captured) = tokio::time::timeout(self.timeout, run)
-                .await
-                .map_err(|_| SourceError::Timeout(self.timeout.as_secs()))?;
+            // The clone is stopped (killed on drop) when it outgrows the limit.
+            let too_large = async {
+                loop {
+                    tokio::time::sleep(SIZE_CHECK_EVERY).await;
+                    if measure(dir).await > self.max_bytes {
+                        break;
+                    }
+                }
+            };
+            let limit_mb = self.max_bytes / (1024 * 1024);
+            let (status, captured) = tokio::select! {
+                finished = tokio::time::timeout(self.timeout, run) => {
+                    finished.map_err(|_| SourceError::Timeout(self.timeout.as_secs()))?
+                }
+                () = too_large => return Err(SourceError::TooLarge(limit_mb)),
+            };
             let status = status.map_err(|e| SourceError::Spawn(e.to_string()))?;
             if !status.success() {
                 let text = String::from_utf8_lossy(&captured);
@@ -127,6 +181,9 @@ impl Source for GitCli {
                     .trim()
                     .to_owned();
                 return Err(SourceError::CloneFailed(reason));
+            }
+            if measure(dir).await > self.max_bytes {
+                return Err(SourceError::TooLarge(limit_mb));
             }
             let out = self
                 .command()

@@ -76,10 +76,7 @@ impl Engine {
                     "{e}. Start the Docker engine (dockerd) and try again."
                 ))
             })?;
-        let source = git::GitCli {
-            allow_local: config.allow_local_repos,
-            timeout: config.clone_timeout,
-        };
+        let source = git::GitCli::from_config(&config);
         Engine::start(config, Arc::new(docker), Arc::new(source)).await
     }
 

@@ -70,6 +70,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn remove<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// Removes an image; a missing one is not an error.
     fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Whether the engine answers: `Unavailable` when it does not (within a few seconds).
+    fn ping(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 pub mod docker {
@@ -113,12 +117,13 @@ pub mod docker {
         fn error(&self, e: bollard::errors::Error) -> RuntimeError {
             use bollard::errors::Error as E;
             match e {
-                E::HyperResponseError { .. } | E::IOError { .. } | E::RequestTimeoutError => {
-                    RuntimeError::Unavailable {
-                        endpoint: self.endpoint.clone(),
-                        detail: e.to_string(),
-                    }
-                }
+                E::HyperResponseError { .. }
+                | E::HyperLegacyError { .. }
+                | E::IOError { .. }
+                | E::RequestTimeoutError => RuntimeError::Unavailable {
+                    endpoint: self.endpoint.clone(),
+                    detail: e.to_string(),
+                },
                 other => RuntimeError::Other(other.to_string()),
             }
         }
@@ -130,7 +135,26 @@ pub mod docker {
         tail.trim().parse().ok()
     }
 
+    /// How long a ping may take before the engine counts as unavailable.
+    const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
     impl Runtime for DockerRuntime {
+        fn ping(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {
+            Box::pin(async move {
+                match tokio::time::timeout(PING_TIMEOUT, self.docker.ping()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(RuntimeError::Unavailable {
+                        endpoint: self.endpoint.clone(),
+                        detail: e.to_string(),
+                    }),
+                    Err(_) => Err(RuntimeError::Unavailable {
+                        endpoint: self.endpoint.clone(),
+                        detail: format!("no answer within {} s", PING_TIMEOUT.as_secs()),
+                    }),
+                }
+            })
+        }
+
         fn build(
             &self,
             request: BuildRequest,

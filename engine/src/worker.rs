@@ -18,6 +18,15 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+/// While Docker cannot be reached, idle workers look again this often; queued deployments
+/// stay pending meanwhile.
+const ENGINE_RETRY: Duration = Duration::from_secs(2);
+/// A running deployment checks that the Docker engine still answers this often; two
+/// failed checks in a row (each given 5 s) end it, so a vanished engine fails it well
+/// within 30 s even when no request of the build notices.
+const LIVENESS_EVERY: Duration = Duration::from_secs(5);
+const LIVENESS_FAILURES: u32 = 2;
+
 /// Output chunks buffered between the runtime and the log: the runtime waits when full.
 const OUTPUT_BUFFER: usize = 256;
 /// Most lines appended and published as one batch.
@@ -31,6 +40,7 @@ const TAIL_LINES: usize = 20;
 pub async fn run(engine: Engine, n: usize) {
     let inner = &engine.inner;
     tracing::debug!(worker = n, "worker started");
+    let mut waiting_for_engine = false;
     loop {
         // Register for wake-ups before looking, so a deployment queued meanwhile is seen.
         let notified = inner.wake.notified();
@@ -38,6 +48,21 @@ pub async fn run(engine: Engine, n: usize) {
         notified.as_mut().enable();
         if inner.shutdown.is_cancelled() {
             break;
+        }
+        // Claim nothing while the engine is away: deployments wait instead of failing.
+        if let Err(e) = inner.runtime.ping().await {
+            if !waiting_for_engine {
+                tracing::warn!(worker = n, error = %e, "waiting for the container engine; queued deployments stay pending");
+                waiting_for_engine = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ENGINE_RETRY) => continue,
+                _ = inner.shutdown.cancelled() => break,
+            }
+        }
+        if waiting_for_engine {
+            tracing::info!(worker = n, "the container engine answers again");
+            waiting_for_engine = false;
         }
         match db::claim_next(&inner.pool).await {
             Ok(Some(record)) => {
@@ -81,7 +106,13 @@ impl From<EngineError> for Stop {
 
 impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
-        Stop::Failed(format!("writing the deployment log failed: {e}"))
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            Stop::Failed(format!(
+                "the disk is full: writing the deployment log failed ({e})"
+            ))
+        } else {
+            Stop::Failed(format!("writing the deployment log failed: {e}"))
+        }
     }
 }
 
@@ -97,6 +128,67 @@ struct Run {
     /// A container this run started and has not handed over to the app yet.
     new_container: Option<String>,
     image_tag: Option<String>,
+    /// When the deployment last wrote output or changed status, for the progress deadline.
+    activity: Arc<Activity>,
+}
+
+/// Milliseconds since the run began at its last sign of progress.
+struct Activity {
+    began: Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            began: Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.began.elapsed().as_millis() as u64;
+        self.last_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.began
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
+/// Resolves, with the reason, once the deployment has shown no progress for `deadline`.
+async fn stalled(activity: Arc<Activity>, deadline: Duration) -> String {
+    loop {
+        let idle = activity.idle();
+        if idle >= deadline {
+            return format!(
+                "no progress for {} s: no output and no status change (SLIPWAY_PROGRESS_DEADLINE_SECS)",
+                deadline.as_secs()
+            );
+        }
+        tokio::time::sleep(deadline - idle).await;
+    }
+}
+
+/// Resolves, with the reason, once the container engine has stopped answering.
+async fn engine_gone(runtime: Arc<dyn crate::runtime::Runtime>) -> String {
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(LIVENESS_EVERY).await;
+        match runtime.ping().await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures >= LIVENESS_FAILURES {
+                    return e.to_string();
+                }
+            }
+        }
+    }
 }
 
 impl Run {
@@ -116,6 +208,7 @@ impl Run {
         })
         .await
         .map_err(|e| Stop::Failed(format!("writing the deployment log failed: {e}")))??;
+        self.activity.touch();
         Ok(())
     }
 
@@ -130,6 +223,7 @@ impl Run {
             .transition(self.id, self.status, next, Change::default())
             .await?;
         self.status = next;
+        self.activity.touch();
         Ok(())
     }
 
@@ -137,6 +231,7 @@ impl Run {
         let record =
             db::set_progress(&self.engine.inner.pool, self.id, self.status, progress).await?;
         self.stream.publish_status(record.api.status_data());
+        self.activity.touch();
         Ok(())
     }
 }
@@ -160,6 +255,7 @@ async fn run_deployment(engine: &Engine, record: DeploymentRecord) {
     let outcome = match prepare(engine, &record).await {
         Ok(mut run) => {
             let limit = inner.config.build_timeout;
+            let activity = run.activity.clone();
             let result = tokio::select! {
                 result = tokio::time::timeout(limit, pipeline(&mut run, &record)) => result.unwrap_or_else(|_| {
                     Err(Stop::Failed(format!(
@@ -167,11 +263,26 @@ async fn run_deployment(engine: &Engine, record: DeploymentRecord) {
                         limit.as_secs()
                     )))
                 }),
+                reason = stalled(activity, inner.config.progress_deadline) => Err(Stop::Failed(reason)),
+                reason = engine_gone(inner.runtime.clone()) => Err(Stop::Failed(reason)),
                 _ = token.cancelled() => Err(if inner.shutdown.is_cancelled() { Stop::Shutdown } else { Stop::Cancelled }),
             };
             finish(&mut run, result).await
         }
-        Err(e) => Err(e),
+        // Not even the log could be opened (a full or read-only disk): the deployment
+        // still ends, with the reason, rather than stay claimed forever.
+        Err(e) => {
+            let reason = format!("the deployment log could not be opened: {e}");
+            let change = Change {
+                error_message: Some(reason),
+                failed_stage: Some(record.api.status),
+                ..Change::default()
+            };
+            engine
+                .transition(id, record.api.status, Status::Failed, change)
+                .await
+                .map(|_| Status::Failed)
+        }
     };
     inner
         .running
@@ -212,6 +323,7 @@ async fn prepare(engine: &Engine, record: &DeploymentRecord) -> Result<Run, Engi
         log: Arc::new(std::sync::Mutex::new(log)),
         new_container: None,
         image_tag: None,
+        activity: Arc::new(Activity::new()),
     })
 }
 
@@ -265,7 +377,8 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
         .await?;
     let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
     let fetch = inner.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
-    let (checkout, ()) = tokio::join!(fetch, pump(run, rx, false));
+    let (checkout, pumped) = tokio::join!(fetch, pump(run, rx, false));
+    pumped?;
     let checkout = checkout.map_err(|e| match e {
         SourceError::CloneFailed(reason) => {
             Stop::Failed(format!("Cloning {} failed: {reason}", app.repo_url))
@@ -313,7 +426,8 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
         labels: labels(app.id, run.id),
     };
     let build = inner.runtime.build(request, tx);
-    let (image, ()) = tokio::join!(build, pump(run, rx, true));
+    let (image, pumped) = tokio::join!(build, pump(run, rx, true));
+    pumped?;
     let image = image.map_err(runtime_failure)?;
     db::record_artifacts(&inner.pool, run.id, None, Some(&tag), None, None).await?;
     run.say(format!("Built image {tag} ({})", short(&image)))
@@ -406,12 +520,18 @@ fn step_progress(line: &str) -> Option<u8> {
 }
 
 /// Moves output from a producer (git, the Docker build) into the log as it arrives.
-async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, track_steps: bool) {
+/// When the log cannot be written (a full disk), the rest is drained unwritten so the
+/// producer never blocks, and the first error is returned.
+async fn pump(
+    run: &mut Run,
+    mut rx: mpsc::Receiver<String>,
+    track_steps: bool,
+) -> Result<(), Stop> {
     let mut splitter = LineSplitter::default();
-    let mut failed = false;
+    let mut failed = None;
     while let Some(chunk) = rx.recv().await {
-        if failed {
-            continue; // Keep draining so the producer never blocks on us.
+        if failed.is_some() {
+            continue;
         }
         let mut lines = splitter.push(chunk.as_bytes());
         // Whatever else is already waiting goes into the same append: one write and one
@@ -427,21 +547,19 @@ async fn pump(run: &mut Run, mut rx: mpsc::Receiver<String>, track_steps: bool) 
         } else {
             None
         };
-        if run.write(lines).await.is_err() {
-            failed = true;
+        if let Err(e) = run.write(lines).await {
+            failed = Some(e);
             continue;
         }
         if let Some(p) = progress
-            && run.progress(p).await.is_err()
+            && let Err(e) = run.progress(p).await
         {
-            failed = true;
+            failed = Some(e);
         }
     }
-    if !failed {
-        let rest = splitter.finish();
-        if let Err(Stop::Failed(e)) = run.write(rest).await {
-            tracing::warn!(deployment.id = run.id, error = %e, "could not write output");
-        }
+    match failed {
+        Some(e) => Err(e),
+        None => run.write(splitter.finish()).await,
     }
 }
 

@@ -111,29 +111,31 @@ fn repo(dir: &Path) -> PathBuf {
 }
 
 async fn start(dir: &Path, runtime: Arc<dyn Runtime>, workers: usize) -> Engine {
-    start_with(dir, runtime, workers, None).await
+    start_with(dir, runtime, workers, &[]).await
 }
 
+/// An engine whose configuration also holds `vars`.
 async fn start_with(
     dir: &Path,
     runtime: Arc<dyn Runtime>,
     workers: usize,
-    build_timeout: Option<&str>,
+    vars: &[(&str, &str)],
 ) -> Engine {
     let data = dir.join("data");
     let workers = workers.to_string();
-    let config = Config::from_lookup(|var| match var {
-        "SLIPWAY_DATA_DIR" => Some(data.display().to_string()),
-        "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
-        "SLIPWAY_WORKERS" => Some(workers.clone()),
-        "SLIPWAY_BUILD_TIMEOUT_SECS" => build_timeout.map(str::to_owned),
-        _ => None,
+    let config = Config::from_lookup(|var| {
+        if let Some((_, value)) = vars.iter().find(|(name, _)| *name == var) {
+            return Some((*value).to_owned());
+        }
+        match var {
+            "SLIPWAY_DATA_DIR" => Some(data.display().to_string()),
+            "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
+            "SLIPWAY_WORKERS" => Some(workers.clone()),
+            _ => None,
+        }
     })
     .unwrap();
-    let source = engine::git::GitCli {
-        allow_local: true,
-        timeout: Duration::from_secs(60),
-    };
+    let source = engine::git::GitCli::from_config(&config);
     Engine::start(config, runtime, Arc::new(source))
         .await
         .unwrap()
@@ -344,7 +346,13 @@ async fn a_restart_ends_interrupted_deployments_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_that_runs_too_long_fails_with_the_reason() {
     let dir = temp_dir("timeout");
-    let engine = start_with(&dir, Arc::new(FakeRuntime::new(0, true)), 1, Some("1")).await;
+    let engine = start_with(
+        &dir,
+        Arc::new(FakeRuntime::new(0, true)),
+        1,
+        &[("SLIPWAY_BUILD_TIMEOUT_SECS", "1")],
+    )
+    .await;
     let app = new_app(&engine, &dir).await;
     let deployment = engine.deploy(app).await.unwrap();
     let events = drain(engine.watch(deployment.id, 0).await.unwrap(), None).await;
@@ -359,4 +367,119 @@ async fn a_deployment_that_runs_too_long_fails_with_the_reason() {
         data.error_message
     );
     engine.shutdown().await;
+}
+
+/// The last status of a deployment, waiting for the end through a viewer that skips the
+/// log (`since` beyond any line).
+async fn final_status(engine: &Engine, id: i64) -> protocol::StatusData {
+    let events = drain(engine.watch(id, u64::MAX).await.unwrap(), None).await;
+    match events.last() {
+        Some(Event::Status { data, .. }) => data.clone(),
+        other => panic!("the stream ends with a status, not {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_without_progress_fails_at_the_deadline() {
+    let dir = temp_dir("deadline");
+    let engine = start_with(
+        &dir,
+        Arc::new(FakeRuntime::new(0, true)),
+        1,
+        &[("SLIPWAY_PROGRESS_DEADLINE_SECS", "1")],
+    )
+    .await;
+    let app = new_app(&engine, &dir).await;
+    let deployment = engine.deploy(app).await.unwrap();
+    let data = final_status(&engine, deployment.id).await;
+    assert_eq!(data.status, Status::Failed);
+    assert_eq!(data.failed_stage, Some(Status::Building));
+    assert!(
+        data.error_message.starts_with("no progress for 1 s"),
+        "{}",
+        data.error_message
+    );
+    engine.shutdown().await;
+}
+
+/// The log of the first deployment lives on a "disk" that is always full (`/dev/full`
+/// answers every write with ENOSPC): it fails with the reason, and the next one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_deployment_and_the_next_one_works() {
+    let dir = temp_dir("disk-full");
+    let engine = start(&dir, Arc::new(FakeRuntime::new(10, false)), 1).await;
+    let app = new_app(&engine, &dir).await;
+    let logs = dir.join("data").join("logs");
+    for file in ["1.log", "1.idx"] {
+        std::os::unix::fs::symlink("/dev/full", logs.join(file)).unwrap();
+    }
+    let first = engine.deploy(app).await.unwrap();
+    assert_eq!(first.id, 1);
+    let data = final_status(&engine, first.id).await;
+    assert_eq!(data.status, Status::Failed);
+    assert!(
+        data.error_message.contains("No space left on device"),
+        "{}",
+        data.error_message
+    );
+    let second = engine.deploy(app).await.unwrap();
+    let events = drain(engine.watch(second.id, 0).await.unwrap(), None).await;
+    let Some(Event::Status { data, .. }) = events.last() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(data.status, Status::Success, "{}", data.error_message);
+    assert_eq!(
+        seqs(&events),
+        (1..=seqs(&events).len() as u64).collect::<Vec<_>>()
+    );
+    engine.shutdown().await;
+}
+
+/// A clone that outgrows SLIPWAY_CLONE_MAX_MB is stopped with the reason.
+#[tokio::test]
+async fn a_repository_over_the_size_limit_is_refused() {
+    use engine::git::{GitCli, Source, SourceError};
+    let dir = temp_dir("clone-size");
+    let repo = repo(&dir);
+    // 3 MiB that do not compress.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let noise: Vec<u8> = (0..3 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(repo.join("blob.bin"), noise).unwrap();
+    for args in [&["add", "."][..], &["commit", "-q", "-m", "big"]] {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let git = |max_bytes| GitCli {
+        allow_local: true,
+        timeout: Duration::from_secs(60),
+        max_bytes,
+    };
+    let url = repo.display().to_string();
+    let (tx, _rx) = mpsc::channel(1024);
+    let refused = git(1024 * 1024)
+        .fetch(&url, "main", &dir.join("small"), tx)
+        .await;
+    assert!(
+        matches!(refused, Err(SourceError::TooLarge(1))),
+        "{:?}",
+        refused.err()
+    );
+    let (tx, _rx) = mpsc::channel(1024);
+    let fits = git(16 * 1024 * 1024)
+        .fetch(&url, "main", &dir.join("large"), tx)
+        .await;
+    assert!(fits.is_ok(), "{:?}", fits.err());
 }

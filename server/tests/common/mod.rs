@@ -64,10 +64,7 @@ impl TestServer {
         .unwrap();
         let engine = match runtime {
             Some(runtime) => {
-                let source = engine::git::GitCli {
-                    allow_local: true,
-                    timeout: Duration::from_secs(60),
-                };
+                let source = engine::git::GitCli::from_config(&config);
                 Engine::start(config, runtime, std::sync::Arc::new(source))
                     .await
                     .unwrap()
