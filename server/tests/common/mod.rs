@@ -39,27 +39,38 @@ pub fn temp_dir(name: &str) -> PathBuf {
 impl TestServer {
     /// A server on the real Docker engine.
     pub async fn start(name: &str) -> TestServer {
-        TestServer::start_with(name, None).await
+        TestServer::start_with(name, None, &[]).await
+    }
+
+    /// A server on the real Docker engine whose configuration also holds `vars`.
+    pub async fn start_with_vars(name: &str, vars: &[(&str, String)]) -> TestServer {
+        TestServer::start_with(name, None, vars).await
     }
 
     /// A server whose runtime is the synthetic one: its "Dockerfile" is a script of output.
     pub async fn start_synthetic(name: &str) -> TestServer {
         let runtime: std::sync::Arc<dyn engine::runtime::Runtime> =
             std::sync::Arc::new(engine::runtime::synthetic::SyntheticRuntime::default());
-        TestServer::start_with(name, Some(runtime)).await
+        TestServer::start_with(name, Some(runtime), &[]).await
     }
 
     async fn start_with(
         name: &str,
         runtime: Option<std::sync::Arc<dyn engine::runtime::Runtime>>,
+        vars: &[(&str, String)],
     ) -> TestServer {
         let dir = temp_dir(name);
-        let config = Config::from_lookup(|var| match var {
-            "SLIPWAY_DATA_DIR" => Some(dir.join("data").display().to_string()),
-            "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
-            "SLIPWAY_HEALTH_TIMEOUT_SECS" => Some("20".into()),
-            "SLIPWAY_ADMIN_TOKEN" => Some(ADMIN_TOKEN.into()),
-            _ => None,
+        let config = Config::from_lookup(|var| {
+            if let Some((_, value)) = vars.iter().find(|(name, _)| *name == var) {
+                return Some(value.clone());
+            }
+            match var {
+                "SLIPWAY_DATA_DIR" => Some(dir.join("data").display().to_string()),
+                "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
+                "SLIPWAY_HEALTH_TIMEOUT_SECS" => Some("20".into()),
+                "SLIPWAY_ADMIN_TOKEN" => Some(ADMIN_TOKEN.into()),
+                _ => None,
+            }
         })
         .unwrap();
         let engine = match runtime {
