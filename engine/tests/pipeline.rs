@@ -483,3 +483,28 @@ async fn a_repository_over_the_size_limit_is_refused() {
         .await;
     assert!(fits.is_ok(), "{:?}", fits.err());
 }
+
+/// Another process holds SQLite's write lock for a while: the engine waits and retries
+/// (busy timeout) instead of failing, and the deployment runs to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_database_is_waited_for() {
+    use sqlx::Connection;
+    let dir = temp_dir("busy");
+    let engine = start(&dir, Arc::new(FakeRuntime::new(5, false)), 1).await;
+    let app = new_app(&engine, &dir).await;
+    let url = format!("sqlite://{}/data/slipway.db", dir.display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    });
+    let deployment = engine.deploy(app).await.expect("waits for the lock");
+    release.await.unwrap();
+    let data = final_status(&engine, deployment.id).await;
+    assert_eq!(data.status, Status::Success, "{}", data.error_message);
+    engine.shutdown().await;
+}
