@@ -6,6 +6,7 @@
 //! - [`monitor`]: `use_deployment_monitor`, the reactive hook behind the live monitor.
 //! - [`pages`]: the apps list, the app page and the deployment monitor.
 
+pub mod ansi;
 pub mod api;
 pub mod monitor;
 pub mod pages;

@@ -79,7 +79,8 @@ struct Setters {
     error: WriteSignal<Option<ErrorBody>>,
 }
 
-/// Applies one event to the state; returns whether the stream has ended for good.
+/// Applies one event to the state; returns whether it was terminal (a terminal status or
+/// an error).
 /// Pure, so the resume logic is tested without a browser.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn apply(
@@ -110,18 +111,44 @@ fn apply(
     }
 }
 
+/// A stored log as lines numbered from 1; an unfinished last line (no `\n` yet) is left
+/// for the monitor to deliver. `None` when line boundaries are ambiguous: the server cuts
+/// lines longer than `MAX_LINE_BYTES` into pieces without `\n`, so a longer line here
+/// means the numbering could not be trusted, and the monitor delivers everything instead.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn split_log(text: &str) -> Option<Vec<LogLine>> {
+    let mut lines = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if line.len() > protocol::MAX_LINE_BYTES {
+            return None;
+        }
+        if line.ends_with('\n') {
+            lines.push(LogLine {
+                seq: lines.len() as u64 + 1,
+                line: line.to_owned(),
+                timestamp: String::new(),
+            });
+        }
+    }
+    Some(lines)
+}
+
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::{Connection, Setters, apply};
     use futures_util::StreamExt;
-    use gloo_net::websocket::{Message, futures::WebSocket};
+    use futures_util::future::{Either, select};
+    use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
     use leptos::prelude::*;
     use protocol::DeploymentId;
+    use protocol::LogLine;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     const FIRST_DELAY_MS: f64 = 250.0;
     const MAX_DELAY_MS: f64 = 15_000.0;
+    /// Lines received are shown at most this often (ms), in one update.
+    const FLUSH_MS: f64 = 50.0;
 
     pub fn start(id: DeploymentId, setters: Setters) {
         let stopped = Arc::new(AtomicBool::new(false));
@@ -149,8 +176,28 @@ mod browser {
         let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
     }
 
+    /// Every complete line stored so far, in one HTTP request: far cheaper than one
+    /// WebSocket event per line for a long log. The monitor then resumes after them.
+    async fn stored_lines(id: DeploymentId) -> Option<Vec<LogLine>> {
+        let response = gloo_net::http::Request::get(&format!("/api/deployments/{id}/logs"))
+            .send()
+            .await
+            .ok()?;
+        if !response.ok() {
+            return None;
+        }
+        let text = response.text().await.ok()?;
+        super::split_log(&text)
+    }
+
     async fn run(id: DeploymentId, setters: Setters, stopped: Arc<AtomicBool>) {
         let mut last_seq = 0u64;
+        if let Some(lines) = stored_lines(id).await {
+            last_seq = lines.len() as u64;
+            if !lines.is_empty() {
+                setters.lines.set(lines);
+            }
+        }
         let mut failures = 0i32;
         loop {
             if stopped.load(Ordering::Relaxed) {
@@ -159,32 +206,71 @@ mod browser {
             let mut ended = false;
             if let Ok(socket) = WebSocket::open(&url(id, last_seq)) {
                 let (_write, mut read) = socket.split();
-                while let Some(message) = read.next().await {
+                // Lines are applied at most every FLUSH_MS: one signal update (and one
+                // render) for a whole burst of catch-up lines, and at once when the
+                // stream goes quiet.
+                let mut pending = Vec::new();
+                let mut last_flush = js_sys::Date::now();
+                let flush = |pending: &mut Vec<LogLine>, last_flush: &mut f64| {
+                    if !pending.is_empty() {
+                        let batch = std::mem::take(pending);
+                        setters.lines.update(|lines| lines.extend(batch));
+                    }
+                    *last_flush = js_sys::Date::now();
+                };
+                let mut live = false;
+                loop {
+                    let message = if pending.is_empty() {
+                        read.next().await
+                    } else {
+                        match select(read.next(), Box::pin(sleep(FLUSH_MS))).await {
+                            Either::Left((message, _)) => message,
+                            Either::Right(_) => {
+                                flush(&mut pending, &mut last_flush);
+                                continue;
+                            }
+                        }
+                    };
                     if stopped.load(Ordering::Relaxed) {
                         return;
                     }
-                    let Ok(Message::Text(text)) = message else {
-                        if message.is_err() {
+                    let Some(message) = message else {
+                        break;
+                    };
+                    match message {
+                        Ok(Message::Text(text)) => {
+                            if let Ok(event) = serde_json::from_str::<protocol::Event>(&text) {
+                                failures = 0;
+                                if !live {
+                                    setters.connection.set(Connection::Live);
+                                    live = true;
+                                }
+                                // A terminal status may come first (the deployment had
+                                // ended); the stream still brings every line, then the
+                                // terminal status again, then a clean close.
+                                let _ = apply(
+                                    event,
+                                    &mut last_seq,
+                                    &mut |status| setters.status.set(Some(status)),
+                                    &mut |line| pending.push(line),
+                                    &mut |error| setters.error.set(Some(error)),
+                                );
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(WebSocketError::ConnectionClose(close)) => {
+                            // 1000: the deployment ended and everything was sent; 44xx:
+                            // refused (an error event came first). Either way, done.
+                            ended = close.code == 1000 || (4400..4500).contains(&close.code);
                             break;
                         }
-                        continue;
-                    };
-                    let Ok(event) = serde_json::from_str::<protocol::Event>(&text) else {
-                        continue;
-                    };
-                    failures = 0;
-                    setters.connection.set(Connection::Live);
-                    ended = apply(
-                        event,
-                        &mut last_seq,
-                        &mut |status| setters.status.set(Some(status)),
-                        &mut |line| setters.lines.update(|lines| lines.push(line)),
-                        &mut |error| setters.error.set(Some(error)),
-                    );
-                    if ended {
-                        break;
+                        Err(_) => break,
+                    }
+                    if js_sys::Date::now() - last_flush >= FLUSH_MS {
+                        flush(&mut pending, &mut last_flush);
                     }
                 }
+                flush(&mut pending, &mut last_flush);
             }
             if ended || stopped.load(Ordering::Relaxed) {
                 setters.connection.set(Connection::Closed);
@@ -229,6 +315,16 @@ mod tests {
                 failed_stage: None,
             },
         }
+    }
+
+    #[test]
+    fn a_stored_log_splits_into_numbered_lines() {
+        let lines = super::split_log("one\ntwo\r50%\rdone\nhalf a li").unwrap_or_default();
+        let got: Vec<(u64, &str)> = lines.iter().map(|l| (l.seq, l.line.as_str())).collect();
+        assert_eq!(got, vec![(1, "one\n"), (2, "two\r50%\rdone\n")]);
+        // A line the server had to cut: numbering unknown, so no shortcut.
+        let long = "x".repeat(protocol::MAX_LINE_BYTES + 1) + "\n";
+        assert!(super::split_log(&long).is_none());
     }
 
     #[test]

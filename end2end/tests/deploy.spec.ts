@@ -1,46 +1,5 @@
-import { test, expect, Page } from "@playwright/test";
-import { adminToken } from "../playwright.config";
-import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-
-// A git repository with a FROM scratch busybox httpd app, made for this run. `slowLines`
-// adds a RUN step printing that many lines, one every 100 ms.
-function makeRepo(slowLines = 0): string {
-  const dir = mkdtempSync(join(tmpdir(), "slipway-e2e-repo-"));
-  copyFileSync("/bin/busybox", join(dir, "busybox"));
-  writeFileSync(
-    join(dir, "Dockerfile"),
-    [
-      "FROM scratch",
-      "COPY busybox /bin/busybox",
-      `ENV NONCE=${Date.now()}`,
-      'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
-      'RUN mkdir -p /www && echo "hello from the e2e test" > /www/index.html',
-      'RUN for i in 1 2 3; do echo "e2e build line $i"; done',
-      ...(slowLines > 0 ? [`RUN for i in $(seq 1 ${slowLines}); do echo "slow line $i"; usleep 100000; done`] : []),
-      "EXPOSE 8080",
-      'CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]',
-      "",
-    ].join("\n"),
-  );
-  const git = (...args: string[]) =>
-    execFileSync("git", ["-c", "user.name=e2e", "-c", "user.email=e2e@slipway.invalid", ...args], { cwd: dir });
-  git("init", "-q", "-b", "main");
-  git("add", ".");
-  git("commit", "-q", "-m", "e2e app");
-  return dir;
-}
-
-function watchConsole(page: Page): string[] {
-  const errors: string[] = [];
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
-  });
-  page.on("pageerror", (e) => errors.push(String(e)));
-  return errors;
-}
+import { test, expect } from "@playwright/test";
+import { addApp, api, collectRows, expectContiguous, makeRepo, slowLines, watchConsole } from "./helpers";
 
 test("add an app, deploy it and watch it succeed live", async ({ page }, testInfo) => {
   const errors = watchConsole(page);
@@ -80,10 +39,13 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   await expect(log).toContainText("Health check passed");
   await expect(page.getByTestId("connection")).toHaveText("closed");
 
+  // The stepper reached its end.
+  await expect(page.locator('[data-stage="end"]')).toHaveAttribute("data-state", "done");
+  await expect(page.locator('[data-stage="building"]')).toHaveAttribute("data-state", "done");
   // Every line exactly once, in order.
-  const seqs = await log.locator("[data-seq]").evaluateAll((rows) => rows.map((r) => Number(r.getAttribute("data-seq"))));
-  expect(seqs.length).toBeGreaterThan(10);
-  expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+  const rows = await collectRows(log);
+  expect(rows.size).toBeGreaterThan(10);
+  expectContiguous(rows);
   await page.screenshot({ path: testInfo.outputPath("04-monitor-success.png"), fullPage: true });
 
   // The page renders on the server too: a reload shows the final state before any script.
@@ -93,17 +55,6 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
 
   expect(errors).toEqual([]);
 });
-
-async function addApp(page: Page, name: string, repo: string) {
-  await page.goto("/");
-  await page.locator("body[data-hydrated]").waitFor();
-  await page.getByLabel("Name", { exact: true }).fill(name);
-  await page.getByLabel("Repository URL").fill(repo);
-  await page.getByLabel("Port").fill("8080");
-  await page.getByRole("button", { name: "Add app" }).click();
-  await page.getByRole("link", { name }).click();
-  await expect(page.getByRole("heading", { name })).toBeVisible();
-}
 
 test("a dropped monitor connection resumes with since= and shows every line once", async ({ page }, testInfo) => {
   const errors = watchConsole(page);
@@ -125,7 +76,7 @@ test("a dropped monitor connection resumes with since= and shows every line once
     }
   });
 
-  await addApp(page, `resume-${Date.now() % 100000}`, makeRepo(40));
+  await addApp(page, `resume-${Date.now() % 100000}`, makeRepo([slowLines(40)]));
   await page.getByRole("button", { name: "Deploy" }).click();
   await expect(page).toHaveURL(/\/deployments\/\d+$/);
   const log = page.getByRole("log");
@@ -135,17 +86,16 @@ test("a dropped monitor connection resumes with since= and shows every line once
   expect(urls.length).toBeGreaterThanOrEqual(2);
   const since = Number(new URL(urls[1]).searchParams.get("since"));
   expect(since).toBeGreaterThan(0);
-  const seqs = await log.locator("[data-seq]").evaluateAll((rows) => rows.map((r) => Number(r.getAttribute("data-seq"))));
-  expect(seqs).toEqual(seqs.map((_, i) => i + 1));
-  const texts = await log.locator("[data-seq]").allTextContents();
-  expect(texts.filter((t) => t === "slow line 7").length).toBe(1);
+  const rows = await collectRows(log);
+  expectContiguous(rows);
+  expect([...rows.values()].filter((t) => t === "slow line 7").length).toBe(1);
   await page.screenshot({ path: testInfo.outputPath("resumed-monitor.png"), fullPage: true });
   expect(errors).toEqual([]);
 });
 
 // Remove what the tests deployed: deleting an app stops and removes its container.
 test.afterAll(async ({ request }) => {
-  const headers = { Authorization: `Bearer ${adminToken}` };
+  const headers = api;
   const apps = await (await request.get("/api/apps", { headers })).json();
   for (const app of apps) {
     const answer = await request.delete(`/api/apps/${app.id}`, { headers });

@@ -1,13 +1,14 @@
 //! `/deployments/{id}`: the live monitor. Rendered on the server from the stored state
 //! and the last lines; `use_deployment_monitor` takes over once the WebAssembly loads.
 
+use super::log_view::LogView;
 use super::{ErrorNote, StatusBadge, error_text};
-use crate::api::{DeploymentView, get_deployment};
+use crate::api::{CancelDeployment, DeploymentView, get_deployment};
 use crate::monitor::{Connection, DeploymentMonitor, use_deployment_monitor};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
-use protocol::DeploymentId;
+use protocol::{DeploymentId, Status, StatusData};
 
 #[component]
 pub fn DeploymentPage() -> impl IntoView {
@@ -35,6 +36,112 @@ fn Monitor(id: DeploymentId) -> impl IntoView {
     }
 }
 
+/// The stages a deployment goes through, in order; it ends in success or failed.
+const STAGES: [Status; 4] = [
+    Status::Pending,
+    Status::Cloning,
+    Status::Building,
+    Status::Deploying,
+];
+
+/// Milliseconds since the epoch, in the browser; `None` on the server.
+fn now_ms() -> Option<f64> {
+    #[cfg(feature = "hydrate")]
+    {
+        Some(js_sys::Date::now())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        None
+    }
+}
+
+fn parse_ms(timestamp: &str) -> Option<f64> {
+    #[cfg(feature = "hydrate")]
+    {
+        let ms = js_sys::Date::parse(timestamp);
+        (!ms.is_nan()).then_some(ms)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = timestamp;
+        None
+    }
+}
+
+fn format_seconds(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else {
+        let whole = seconds as u64;
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    }
+}
+
+#[component]
+fn Stepper(status: Signal<StatusData>) -> impl IntoView {
+    let step = move |stage: Status| {
+        let s = status.get();
+        let reached = s.failed_stage.unwrap_or(s.stage);
+        let position = |st: Status| STAGES.iter().position(|x| *x == st);
+        let (now, this) = (
+            position(reached).unwrap_or(STAGES.len()),
+            position(stage).unwrap_or(0),
+        );
+        if s.status == Status::Success || this < now {
+            "done"
+        } else if this == now && s.status == Status::Failed {
+            "failed"
+        } else if this == now && s.status == Status::Cancelled {
+            "cancelled"
+        } else if this == now {
+            "current"
+        } else {
+            "todo"
+        }
+    };
+    let class = |state: &str| match state {
+        "done" => "border-emerald-500 bg-emerald-500/15 text-emerald-200",
+        "current" => "border-sky-400 bg-sky-500/20 text-sky-100 animate-pulse",
+        "failed" => "border-rose-500 bg-rose-500/20 text-rose-100",
+        "cancelled" => "border-slate-400 bg-slate-500/20 text-slate-200",
+        _ => "border-slate-700 text-slate-500",
+    };
+    let end_label = move || match status.get().status {
+        Status::Failed => "failed",
+        Status::Cancelled => "cancelled",
+        _ => "success",
+    };
+    let end_state = move || match status.get().status {
+        Status::Success => "done",
+        Status::Failed => "failed",
+        Status::Cancelled => "cancelled",
+        _ => "todo",
+    };
+    view! {
+        <ol aria-label="Stages" class="mt-4 grid grid-cols-5 gap-1 text-center text-xs sm:text-sm">
+            {STAGES.into_iter().map(|stage| view! {
+                <li
+                    data-stage=stage.as_str()
+                    data-state=move || step(stage)
+                    aria-current=move || (step(stage) == "current").then_some("step")
+                    class=move || format!("rounded border px-1 py-1.5 {}", class(step(stage)))
+                >
+                    {stage.as_str()}
+                </li>
+            }).collect_view()}
+            <li
+                data-stage="end"
+                data-state=end_state
+                class=move || format!("rounded border px-1 py-1.5 {}", class(end_state()))
+            >
+                {end_label}
+            </li>
+        </ol>
+    }
+}
+
 #[component]
 fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
     let DeploymentView {
@@ -42,38 +149,114 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
         app_name,
         recent_lines,
     } = view;
+    let id = deployment.id;
     let initial_status = deployment.status_data();
     let status =
         Signal::derive(move || live.status.get().unwrap_or_else(|| initial_status.clone()));
-    let lines = move || {
-        if live.lines.with(|l| l.is_empty()) {
-            recent_lines.clone()
-        } else {
-            live.lines.get()
-        }
-    };
     let url = deployment.url.clone();
     let connection = move || live.connection.get();
+    let running = move || !status.get().status.is_terminal();
+
+    // Elapsed time: ticks every second in the browser while the deployment runs.
+    let started = deployment
+        .started_at
+        .clone()
+        .unwrap_or_else(|| deployment.created_at.clone());
+    let (now, set_now) = signal(None::<f64>);
+    Effect::new(move |_| {
+        set_now.set(now_ms());
+        #[cfg(feature = "hydrate")]
+        if let Ok(handle) = set_interval_with_handle(
+            move || set_now.set(now_ms()),
+            std::time::Duration::from_secs(1),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    let elapsed = move || {
+        let s = status.get();
+        if let Some(duration) = s.duration {
+            return format_seconds(duration);
+        }
+        match (now.get(), parse_ms(&started)) {
+            (Some(now), Some(start)) if !s.status.is_terminal() => {
+                format_seconds((now - start) / 1000.0)
+            }
+            _ => String::new(),
+        }
+    };
+
+    let cancel = ServerAction::<CancelDeployment>::new();
+    let cancel_error = move || {
+        cancel
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| view! { <ErrorNote message=error_text(&e) /> })
+    };
+
+    // The last lines of output, for the error panel.
+    let recent_for_panel = recent_lines.clone();
+    let last_lines = move || {
+        let lines = live.lines.with(|l| {
+            if l.is_empty() {
+                recent_for_panel
+                    .iter()
+                    .rev()
+                    .take(8)
+                    .map(|l| l.line.clone())
+                    .collect::<Vec<_>>()
+            } else {
+                l.iter()
+                    .rev()
+                    .take(8)
+                    .map(|l| l.line.clone())
+                    .collect::<Vec<_>>()
+            }
+        });
+        lines
+            .into_iter()
+            .rev()
+            .map(|l| crate::ansi::plain(&l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
     view! {
         <div class="flex flex-wrap items-center gap-3">
             <h1 class="text-2xl font-semibold">{format!("Deployment #{}", deployment.id)}</h1>
             <A href=format!("/apps/{}", deployment.app_id) attr:class="text-sky-300 hover:underline">{app_name}</A>
+            {deployment.commit.clone().map(|c| view! { <code class="text-xs text-slate-400">{c.chars().take(12).collect::<String>()}</code> })}
             <span class="ml-auto flex items-center gap-2 text-sm text-slate-400" aria-label="connection">
                 <span class=move || match connection() {
                     Connection::Live => "h-2 w-2 rounded-full bg-emerald-400",
-                    Connection::Reconnecting => "h-2 w-2 rounded-full bg-amber-400",
+                    Connection::Reconnecting => "h-2 w-2 rounded-full bg-amber-400 animate-pulse",
                     _ => "h-2 w-2 rounded-full bg-slate-500",
                 }></span>
                 <span data-testid="connection">{move || connection().label()}</span>
             </span>
         </div>
-        <div class="mt-4 flex items-center gap-3">
+        <Stepper status />
+        <div class="mt-4 flex flex-wrap items-center gap-3">
             <span data-testid="status" class="text-lg font-medium">
                 {move || { let s = status.get(); view! { <StatusBadge status=s.status /> } }}
             </span>
             <span class="text-slate-300" data-testid="message">{move || status.get().message}</span>
-            {move || status.get().duration.map(|d| view! { <span class="text-sm text-slate-400">{format!("{d:.1} s")}</span> })}
+            <span class="text-sm tabular-nums text-slate-400" data-testid="elapsed" aria-label="Elapsed time">{elapsed}</span>
+            <span class="grow"></span>
+            {url.map(|url| view! {
+                <a href=url.clone() class="rounded border border-emerald-700 px-3 py-1 text-sm text-emerald-300 hover:bg-emerald-950">"Open app"</a>
+            })}
+            <Show when=running>
+                <ActionForm action=cancel>
+                    <input type="hidden" name="id" value=id />
+                    <button type="submit" class="rounded border border-rose-700 px-3 py-1 text-sm text-rose-200 hover:bg-rose-950">
+                        "Cancel deployment"
+                    </button>
+                </ActionForm>
+            </Show>
         </div>
+        {cancel_error}
         <div
             role="progressbar"
             aria-label="Deployment progress"
@@ -83,29 +266,30 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
             class="mt-3 h-2 w-full overflow-hidden rounded bg-slate-800"
         >
             <div
-                class="h-full bg-sky-500 transition-all duration-300"
+                class=move || {
+                    let color = match status.get().status {
+                        Status::Failed => "bg-rose-500",
+                        Status::Cancelled => "bg-slate-500",
+                        Status::Success => "bg-emerald-500",
+                        _ => "bg-sky-500",
+                    };
+                    format!("h-full transition-all duration-300 {color}")
+                }
                 style=move || format!("width: {}%", status.get().progress)
             ></div>
         </div>
         {move || {
             let s = status.get();
-            (!s.error_message.is_empty()).then(|| view! {
-                <div role="alert" class="mt-4 rounded border border-rose-800 bg-rose-950/50 px-3 py-2 text-sm text-rose-200">
-                    <p class="font-medium">{format!("Failed during {}", s.failed_stage.map(|f| f.as_str()).unwrap_or("?"))}</p>
+            let last_lines = last_lines.clone();
+            (s.status == Status::Failed).then(|| view! {
+                <section role="alert" aria-label="Why the deployment failed" data-testid="error-panel" class="mt-4 rounded border border-rose-800 bg-rose-950/50 px-3 py-2 text-sm text-rose-200">
+                    <p class="font-medium">{format!("Failed during {}", s.failed_stage.map(|f| f.as_str()).unwrap_or("an unknown stage"))}</p>
                     <pre class="mt-1 whitespace-pre-wrap font-mono">{s.error_message}</pre>
-                </div>
+                    <p class="mt-2 text-xs text-rose-300">"Last lines of output:"</p>
+                    <pre class="mt-1 max-h-48 overflow-auto whitespace-pre-wrap font-mono text-xs text-rose-100/80">{last_lines}</pre>
+                </section>
             })
         }}
-        {url.map(|url| view! { <p class="mt-3"><a href=url.clone() class="text-emerald-300 hover:underline">{url.clone()}</a></p> })}
-        <div
-            role="log"
-            aria-label="Build log"
-            aria-live="polite"
-            class="mt-4 max-h-[65vh] overflow-auto rounded border border-slate-800 bg-black/60 p-3 font-mono text-xs leading-5"
-        >
-            <For each=lines key=|line| line.seq let:line>
-                <div class="whitespace-pre-wrap break-all" data-seq=line.seq>{line.line.trim_end_matches('\n').to_owned()}</div>
-            </For>
-        </div>
+        <LogView id live=live.lines recent=recent_lines />
     }
 }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod app;
 pub mod apps;
 pub mod deployment;
+pub mod log_view;
 
 use leptos::prelude::*;
 use protocol::Status;

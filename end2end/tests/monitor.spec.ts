@@ -1,0 +1,128 @@
+import { test, expect } from "@playwright/test";
+import { api, collectRows, deployViaApi, expectContiguous, makeRepo, slowLines, waitForEnd, watchConsole } from "./helpers";
+
+const unique = (prefix: string) => `${prefix}-${Date.now() % 1_000_000}`;
+
+test("a failing build shows the error panel with the exit code and the last lines", async ({ page, request }, testInfo) => {
+  const errors = watchConsole(page);
+  const id = await deployViaApi(request, unique("broken"), makeRepo(['RUN echo "about to fail" && exit 7']));
+  await page.goto(`/deployments/${id}`);
+  const panel = page.getByTestId("error-panel");
+  await expect(panel).toBeVisible({ timeout: 120_000 });
+  await expect(panel).toContainText("Failed during building");
+  await expect(panel).toContainText("exit code 7");
+  await expect(panel).toContainText("about to fail");
+  await expect(page.getByTestId("status")).toHaveText("failed");
+  await expect(page.locator('[data-stage="building"]')).toHaveAttribute("data-state", "failed");
+  await expect(page.locator('[data-stage="end"]')).toHaveText("failed");
+  await expect(page.getByRole("button", { name: "Cancel deployment" })).toHaveCount(0);
+  await page.screenshot({ path: testInfo.outputPath("monitor-failed.png"), fullPage: true });
+  expect(errors).toEqual([]);
+});
+
+test("a reload in the middle of a build shows every line once and keeps going live", async ({ page, request }, testInfo) => {
+  const errors = watchConsole(page);
+  const id = await deployViaApi(request, unique("reload"), makeRepo([slowLines(60)]));
+  await page.goto(`/deployments/${id}`);
+  const log = page.getByRole("log");
+  await expect(log).toContainText("slow line 10", { timeout: 120_000 });
+  await page.reload();
+  // The server-rendered page already shows the state before any script runs.
+  await expect(page.getByTestId("status")).toHaveText("building");
+  await page.locator("body[data-hydrated]").waitFor();
+  await expect(page.getByTestId("connection")).toHaveText("live");
+  await expect(page.getByTestId("elapsed")).toHaveText(/\d/);
+  await page.screenshot({ path: testInfo.outputPath("monitor-building.png"), fullPage: true });
+  await expect(log).toContainText("slow line 60", { timeout: 120_000 });
+  await expect(page.getByTestId("status")).toHaveText("success", { timeout: 120_000 });
+  const rows = await collectRows(log);
+  expectContiguous(rows);
+  for (const n of [1, 30, 60]) {
+    expect([...rows.values()].filter((t) => t === `slow line ${n}`).length, `slow line ${n}`).toBe(1);
+  }
+  expect(errors).toEqual([]);
+});
+
+test("cancel from the monitor page", async ({ page, request }, testInfo) => {
+  const id = await deployViaApi(request, unique("cancel"), makeRepo([slowLines(300)]));
+  await page.goto(`/deployments/${id}`);
+  await page.locator("body[data-hydrated]").waitFor();
+  await expect(page.getByRole("log")).toContainText("slow line 3", { timeout: 120_000 });
+  await page.getByRole("button", { name: "Cancel deployment" }).click();
+  await expect(page.getByTestId("status")).toHaveText("cancelled", { timeout: 30_000 });
+  await expect(page.getByRole("log")).toContainText("Deployment cancelled during building");
+  await expect(page.getByRole("button", { name: "Cancel deployment" })).toHaveCount(0);
+  await page.screenshot({ path: testInfo.outputPath("monitor-cancelled.png"), fullPage: true });
+});
+
+test("a 100,000-line log: late join, bounded DOM, scroll to the top and back, search", async ({ page, request }, testInfo) => {
+  const errors = watchConsole(page);
+  const lines = 100_000;
+  const id = await deployViaApi(
+    request,
+    unique("big"),
+    makeRepo([`RUN seq 1 ${lines} | sed 's/^/big line /'`, 'RUN printf "\\033[1;32mgreen done\\033[0m\\n"']),
+  );
+  const end = await waitForEnd(request, id);
+  expect(end.status).toBe("success");
+
+  // A late join: the newest line is in the server-rendered page; then the whole log streams in.
+  const started = Date.now();
+  await page.goto(`/deployments/${id}`);
+  const log = page.getByRole("log");
+  await expect(log).toContainText("Deployment successful");
+  const lastLineMs = Date.now() - started;
+  await expect(page.getByTestId("connection")).toHaveText("closed", { timeout: 120_000 });
+  const allLinesMs = Date.now() - started;
+  const total = Number(await log.getAttribute("data-total"));
+  expect(total).toBeGreaterThan(lines);
+  console.log(`100k-line log: last line shown after ${lastLineMs} ms, all ${total} lines live after ${allLinesMs} ms`);
+  testInfo.annotations.push({ type: "time to last line", description: `${lastLineMs} ms` });
+  testInfo.annotations.push({ type: "time to every line", description: `${allLinesMs} ms` });
+
+  const domRows = async () => log.locator("[data-seq]").count();
+  expect(await domRows()).toBeLessThan(200);
+  // ANSI colours are rendered, not printed as escapes.
+  const green = log.locator("span", { hasText: "green done" }).last();
+  await expect(green).toHaveAttribute("style", /color/);
+  expect(await log.textContent()).not.toContain("\u001b[");
+  await page.screenshot({ path: testInfo.outputPath("monitor-100k-bottom.png"), fullPage: true });
+
+  // To the top: line 1 is there, the DOM is still small, and follow mode paused.
+  await log.evaluate((el) => (el.scrollTop = 0));
+  await expect(log.locator('[data-seq="1"]')).toBeVisible();
+  expect(await domRows()).toBeLessThan(200);
+  await expect(log).toHaveAttribute("data-follow", "false");
+  await expect(page.getByRole("button", { name: "Jump to latest" })).toBeVisible();
+  await page.screenshot({ path: testInfo.outputPath("monitor-100k-top.png"), fullPage: true });
+  // The middle.
+  await log.evaluate((el) => (el.scrollTop = el.scrollHeight / 2));
+  await expect(log.locator("[data-seq]").first()).toBeAttached();
+  expect(await domRows()).toBeLessThan(200);
+  // And back.
+  await page.getByRole("button", { name: "Jump to latest" }).click();
+  await expect(log.locator(`[data-seq="${total}"]`)).toBeVisible();
+  expect(await domRows()).toBeLessThan(200);
+
+  // Search finds a line far up and brings it into view, highlighted.
+  await page.getByLabel("Search the log").fill("big line 4242");
+  await page.getByRole("button", { name: "Find" }).click();
+  await expect(page.getByTestId("matches")).toHaveText(/of \d+/);
+  await expect(log.locator("mark", { hasText: "big line 4242" }).first()).toBeVisible();
+  await page.screenshot({ path: testInfo.outputPath("monitor-100k-search.png"), fullPage: true });
+
+  // The full log downloads.
+  const download = page.waitForEvent("download");
+  await page.getByRole("link", { name: "Download log" }).click();
+  const file = await download;
+  expect(file.suggestedFilename()).toBe(`deployment-${id}.log`);
+  expect(errors).toEqual([]);
+});
+
+test.afterAll(async ({ request }) => {
+  const apps = await (await request.get("/api/apps", { headers: api })).json();
+  for (const app of apps) {
+    const answer = await request.delete(`/api/apps/${app.id}`, { headers: api });
+    expect(answer.status()).toBe(204);
+  }
+});
