@@ -129,6 +129,73 @@ pub async fn get_deployment(id: i64) -> Result<DeploymentView, ServerFnError> {
     })
 }
 
+/// Deploys an earlier successful deployment's image again and opens its monitor.
+#[server]
+pub async fn redeploy(id: i64) -> Result<Deployment, ServerFnError> {
+    use self::ssr::*;
+    let deployment = engine()?.redeploy(id).await.map_err(internal)?;
+    leptos_axum::redirect(&format!("/deployments/{}", deployment.id));
+    Ok(deployment)
+}
+
+/// Changes an app's settings. `env_set` holds `NAME=value` lines to add or change;
+/// `env_remove` names to remove, separated by spaces or commas. Values are never sent back.
+#[server]
+pub async fn update_app(
+    id: i64,
+    repo_url: String,
+    branch: String,
+    dockerfile: String,
+    port: String,
+    env_set: String,
+    env_remove: String,
+) -> Result<Result<App, FieldProblem>, ServerFnError> {
+    use self::ssr::*;
+    let problem = |field: &str, message: String| {
+        Ok(Err(FieldProblem {
+            field: Some(field.to_owned()),
+            message,
+        }))
+    };
+    let port = match port.trim() {
+        "" => Some(None),
+        text => match text.parse::<i64>() {
+            Ok(port) => Some(Some(port)),
+            Err(_) => return problem("port", "port: must be a number from 1 to 65535".into()),
+        },
+    };
+    let mut env = std::collections::BTreeMap::new();
+    match parse_env(&env_set) {
+        Ok(set) => env.extend(set.into_iter().map(|(k, v)| (k, Some(v)))),
+        Err(message) => return problem("env_set", message),
+    }
+    for name in env_remove
+        .split([' ', ',', '\n'])
+        .filter(|n| !n.trim().is_empty())
+    {
+        env.insert(name.trim().to_owned(), None);
+    }
+    let changes = protocol::AppChanges {
+        repo_url: Some(repo_url.trim().to_owned()),
+        branch: Some(branch.trim().to_owned()).filter(|b| !b.is_empty()),
+        dockerfile: Some(dockerfile.trim().to_owned()).filter(|d| !d.is_empty()),
+        port,
+        env,
+    };
+    match engine()?.update_app(id, changes).await {
+        Ok(app) => Ok(Ok(app)),
+        Err(::engine::EngineError::Invalid(p)) => {
+            let field = if p.field == "env" {
+                "env_set".to_owned()
+            } else {
+                p.field.clone()
+            };
+            problem(&field, p.to_string())
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
 #[server]
 pub async fn cancel_deployment(id: i64) -> Result<Deployment, ServerFnError> {
     use self::ssr::*;

@@ -119,6 +119,40 @@ test("a 100,000-line log: late join, bounded DOM, scroll to the top and back, se
   expect(errors).toEqual([]);
 });
 
+test("app settings keep env values write-only; redeploy reuses the image", async ({ page, request }, testInfo) => {
+  const errors = watchConsole(page);
+  const name = unique("settings");
+  const first = await deployViaApi(request, name, makeRepo());
+  const done = await waitForEnd(request, first);
+  expect(done.status).toBe("success");
+
+  await page.goto(`/apps/${done.app_id}`);
+  await page.locator("body[data-hydrated]").waitFor();
+  await page.getByLabel("Add or change (NAME=value per line)").fill("GREETING=s3cr3t-value");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await expect(page.getByRole("status")).toContainText("Saved");
+  await expect(page.locator('[data-env-key="GREETING"]')).toHaveText("GREETING=••••••");
+  await page.reload();
+  expect(await page.content()).not.toContain("s3cr3t-value");
+  // A bad port is refused next to the field.
+  await page.locator("body[data-hydrated]").waitFor();
+  await page.getByLabel("Port").fill("99999");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await expect(page.locator("#settings-port-error")).toContainText("port");
+  await page.screenshot({ path: testInfo.outputPath("app-settings.png"), fullPage: true });
+
+  await page.reload();
+  await page.getByRole("button", { name: `Redeploy #${first}` }).click();
+  await expect(page).toHaveURL(/\/deployments\/\d+$/);
+  expect(page.url()).not.toContain(`/deployments/${first}`);
+  await expect(page.getByTestId("status")).toHaveText("success", { timeout: 120_000 });
+  const log = page.getByRole("log");
+  await expect(log).toContainText("Redeploying image");
+  await expect(log).not.toContainText("Step 1/");
+  await page.screenshot({ path: testInfo.outputPath("monitor-redeployed.png"), fullPage: true });
+  expect(errors).toEqual([]);
+});
+
 test.afterAll(async ({ request }) => {
   const apps = await (await request.get("/api/apps", { headers: api })).json();
   for (const app of apps) {

@@ -221,6 +221,24 @@ pub async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
     Ok(())
 }
 
+/// Replaces an app's settings (already validated).
+pub async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result<()> {
+    count();
+    let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
+    sqlx::query(
+        "UPDATE apps SET repo_url = ?, branch = ?, dockerfile = ?, port = ?, env = ? WHERE id = ?",
+    )
+    .bind(&app.repo_url)
+    .bind(&app.branch)
+    .bind(&app.dockerfile)
+    .bind(app.port.map(i64::from))
+    .bind(env)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 pub async fn set_app_container(
     pool: &Pool,
     id: AppId,
@@ -237,14 +255,22 @@ pub async fn set_app_container(
     Ok(())
 }
 
-pub async fn insert_deployment(pool: &Pool, app_id: AppId) -> Result<DeploymentRecord> {
+/// Queues a deployment. With `reuse` (an image and its commit), it is a redeploy: the
+/// worker starts that image instead of cloning and building.
+pub async fn insert_deployment(
+    pool: &Pool,
+    app_id: AppId,
+    reuse: Option<(&str, Option<&str>)>,
+) -> Result<DeploymentRecord> {
     count();
     let pending = Status::Pending;
     let row = sqlx::query_as::<_, DeploymentRow>(&format!(
-        "INSERT INTO deployments (app_id, status, stage, progress, message, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING {DEPLOYMENT_COLUMNS}"
+        "INSERT INTO deployments (app_id, image, commit_sha, status, stage, progress, message, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {DEPLOYMENT_COLUMNS}"
     ))
     .bind(app_id)
+    .bind(reuse.map(|(image, _)| image))
+    .bind(reuse.and_then(|(_, commit)| commit))
     .bind(pending.as_str())
     .bind(pending.as_str())
     .bind(i64::from(pending.progress()))

@@ -149,6 +149,30 @@ impl Engine {
         Ok(record.to_api(None))
     }
 
+    /// Changes an app's settings; the next deployment uses them. Validated as a new app is.
+    pub async fn update_app(&self, id: AppId, changes: protocol::AppChanges) -> Result<App> {
+        let current = db::app(&self.inner.pool, id).await?;
+        let mut env = current.env.clone();
+        for (name, value) in changes.env {
+            match value {
+                Some(value) => env.insert(name, value),
+                None => env.remove(&name),
+            };
+        }
+        let merged = NewApp {
+            name: current.name.clone(),
+            repo_url: changes.repo_url.unwrap_or(current.repo_url),
+            branch: Some(changes.branch.unwrap_or(current.branch)),
+            dockerfile: Some(changes.dockerfile.unwrap_or(current.dockerfile)),
+            port: changes.port.unwrap_or(current.port.map(i64::from)),
+            env,
+        };
+        let valid = protocol::validate::new_app(&merged, self.inner.config.allow_local_repos)?;
+        db::update_app(&self.inner.pool, id, &valid).await?;
+        tracing::info!(app.id = id, "app settings changed");
+        self.app(id).await
+    }
+
     pub async fn apps(&self) -> Result<Vec<App>> {
         let mut apps = Vec::new();
         for record in db::apps(&self.inner.pool).await? {
@@ -193,7 +217,32 @@ impl Engine {
     /// Queues a deployment of the app; a worker picks it up at once if one is free.
     pub async fn deploy(&self, app_id: AppId) -> Result<Deployment> {
         db::app(&self.inner.pool, app_id).await?;
-        let record = db::insert_deployment(&self.inner.pool, app_id).await?;
+        let record = db::insert_deployment(&self.inner.pool, app_id, None).await?;
+        self.queued(record)
+    }
+
+    /// Deploys again the image an earlier successful deployment built: no clone, no build.
+    pub async fn redeploy(&self, id: DeploymentId) -> Result<Deployment> {
+        let source = db::deployment(&self.inner.pool, id).await?.api;
+        let image = match (&source.status, &source.image) {
+            (Status::Success, Some(image)) => image.clone(),
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "deployment {id} did not succeed: only a successful deployment can be redeployed"
+                )));
+            }
+        };
+        let record = db::insert_deployment(
+            &self.inner.pool,
+            source.app_id,
+            Some((&image, source.commit.as_deref())),
+        )
+        .await?;
+        self.queued(record)
+    }
+
+    fn queued(&self, record: db::DeploymentRecord) -> Result<Deployment> {
+        let app_id = record.api.app_id;
         self.inner.bus.open(record.api.status_data(), 0);
         self.inner.wake.notify_waiters();
         tracing::info!(

@@ -367,71 +367,24 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
     let inner = run.engine.inner.clone();
     let app = db::app(&inner.pool, record.api.app_id).await?;
 
-    // Cloning.
-    let workdir = inner.config.data_dir.join("work").join(run.id.to_string());
-    remove_dir(&workdir).await;
-    if let Some(parent) = workdir.parent() {
-        tokio::fs::create_dir_all(parent).await?;
-    }
-    run.say(format!("Cloning {} (branch {})", app.repo_url, app.branch))
-        .await?;
-    let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
-    let fetch = inner.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
-    let (checkout, pumped) = tokio::join!(fetch, pump(run, rx, false));
-    pumped?;
-    let checkout = checkout.map_err(|e| match e {
-        SourceError::CloneFailed(reason) => {
-            Stop::Failed(format!("Cloning {} failed: {reason}", app.repo_url))
+    // A redeploy arrives with the image of an earlier deployment: no clone, no build.
+    let tag = match record.api.image.clone() {
+        Some(tag) => {
+            let commit = record
+                .api
+                .commit
+                .as_deref()
+                .map(|c| format!(" (commit {})", &c[..c.len().min(12)]))
+                .unwrap_or_default();
+            run.say(format!(
+                "Redeploying image {tag}{commit}: no clone, no build"
+            ))
+            .await?;
+            run.enter(Status::Building).await?;
+            tag
         }
-        other => Stop::Failed(other.to_string()),
-    })?;
-    db::record_artifacts(
-        &inner.pool,
-        run.id,
-        Some(&checkout.commit),
-        None,
-        None,
-        None,
-    )
-    .await?;
-    run.say(format!("Checked out commit {}", checkout.commit))
-        .await?;
-
-    // Building.
-    run.enter(Status::Building).await?;
-    let dockerfile = workdir.join(&app.dockerfile);
-    if !tokio::fs::metadata(&dockerfile)
-        .await
-        .map(|m| m.is_file())
-        .unwrap_or(false)
-    {
-        remove_dir(&workdir).await;
-        return Err(Stop::Failed(format!(
-            "Dockerfile {:?} not found in the repository at commit {}",
-            app.dockerfile,
-            &checkout.commit[..12]
-        )));
-    }
-    let tag = image_tag(&app.name, run.id, &inner.instance);
-    run.image_tag = Some(tag.clone());
-    run.say(format!("Building image {tag} from {}", app.dockerfile))
-        .await?;
-    let context_tar = tar_directory(workdir.clone()).await?;
-    remove_dir(&workdir).await;
-    let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
-    let request = BuildRequest {
-        context_tar,
-        dockerfile: app.dockerfile.clone(),
-        tag: tag.clone(),
-        labels: labels(app.id, run.id),
+        None => clone_and_build(run, &app).await?,
     };
-    let build = inner.runtime.build(request, tx);
-    let (image, pumped) = tokio::join!(build, pump(run, rx, true));
-    pumped?;
-    let image = image.map_err(runtime_failure)?;
-    db::record_artifacts(&inner.pool, run.id, None, Some(&tag), None, None).await?;
-    run.say(format!("Built image {tag} ({})", short(&image)))
-        .await?;
 
     // Deploying.
     run.enter(Status::Deploying).await?;
@@ -503,6 +456,77 @@ async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> 
     })
     .await?;
     run.enter(Status::Success).await
+}
+
+/// Clones the app's branch and builds its image; answers the image's tag.
+async fn clone_and_build(run: &mut Run, app: &db::AppRecord) -> Result<String, Stop> {
+    let inner = run.engine.inner.clone();
+    // Cloning.
+    let workdir = inner.config.data_dir.join("work").join(run.id.to_string());
+    remove_dir(&workdir).await;
+    if let Some(parent) = workdir.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    run.say(format!("Cloning {} (branch {})", app.repo_url, app.branch))
+        .await?;
+    let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+    let fetch = inner.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
+    let (checkout, pumped) = tokio::join!(fetch, pump(run, rx, false));
+    pumped?;
+    let checkout = checkout.map_err(|e| match e {
+        SourceError::CloneFailed(reason) => {
+            Stop::Failed(format!("Cloning {} failed: {reason}", app.repo_url))
+        }
+        other => Stop::Failed(other.to_string()),
+    })?;
+    db::record_artifacts(
+        &inner.pool,
+        run.id,
+        Some(&checkout.commit),
+        None,
+        None,
+        None,
+    )
+    .await?;
+    run.say(format!("Checked out commit {}", checkout.commit))
+        .await?;
+
+    // Building.
+    run.enter(Status::Building).await?;
+    let dockerfile = workdir.join(&app.dockerfile);
+    if !tokio::fs::metadata(&dockerfile)
+        .await
+        .map(|m| m.is_file())
+        .unwrap_or(false)
+    {
+        remove_dir(&workdir).await;
+        return Err(Stop::Failed(format!(
+            "Dockerfile {:?} not found in the repository at commit {}",
+            app.dockerfile,
+            &checkout.commit[..12]
+        )));
+    }
+    let tag = image_tag(&app.name, run.id, &inner.instance);
+    run.image_tag = Some(tag.clone());
+    run.say(format!("Building image {tag} from {}", app.dockerfile))
+        .await?;
+    let context_tar = tar_directory(workdir.clone()).await?;
+    remove_dir(&workdir).await;
+    let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+    let request = BuildRequest {
+        context_tar,
+        dockerfile: app.dockerfile.clone(),
+        tag: tag.clone(),
+        labels: labels(app.id, run.id),
+    };
+    let build = inner.runtime.build(request, tx);
+    let (image, pumped) = tokio::join!(build, pump(run, rx, true));
+    pumped?;
+    let image = image.map_err(runtime_failure)?;
+    db::record_artifacts(&inner.pool, run.id, None, Some(&tag), None, None).await?;
+    run.say(format!("Built image {tag} ({})", short(&image)))
+        .await?;
+    Ok(tag)
 }
 
 /// The progress a Dockerfile's `Step k/n` line means: from 50 towards 80.

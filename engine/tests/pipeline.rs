@@ -508,3 +508,45 @@ async fn a_busy_database_is_waited_for() {
     assert_eq!(data.status, Status::Success, "{}", data.error_message);
     engine.shutdown().await;
 }
+
+/// A redeploy starts the image an earlier deployment built: no clone, no build. Only a
+/// successful deployment can be redeployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeploy_reuses_the_image_without_building() {
+    let dir = temp_dir("redeploy");
+    let engine = start(&dir, Arc::new(FakeRuntime::new(3, false)), 1).await;
+    let app = new_app(&engine, &dir).await;
+    let first = engine.deploy(app).await.unwrap();
+    assert_eq!(
+        final_status(&engine, first.id).await.status,
+        Status::Success
+    );
+    let built = engine.deployment(first.id).await.unwrap();
+
+    let again = engine.redeploy(first.id).await.unwrap();
+    assert_eq!(again.image, built.image);
+    assert_eq!(again.commit, built.commit);
+    let events = drain(engine.watch(again.id, 0).await.unwrap(), None).await;
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { data, .. } => Some(data.line.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(text.contains("Redeploying image"), "{text}");
+    assert!(!text.contains("Cloning"), "{text}");
+    assert!(!text.contains("Step 1/2"), "{text}");
+    let Some(Event::Status { data, .. }) = events.last() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(data.status, Status::Success, "{}", data.error_message);
+
+    let pending = engine.deploy(app).await.unwrap();
+    let refused = engine.redeploy(pending.id).await;
+    assert!(
+        matches!(refused, Err(engine::EngineError::Conflict(_))),
+        "{refused:?}"
+    );
+    engine.shutdown().await;
+}

@@ -191,6 +191,24 @@ pub struct NewApp {
     pub env: BTreeMap<String, String>,
 }
 
+/// Changes to an app's settings (`PATCH /api/apps/{id}`): absent fields stay as they are.
+/// Environment values are never shown back, so `env` names only the variables to set
+/// (a value) or remove (`null`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// `Some(None)` removes the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<Option<i64>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, Option<String>>,
+}
+
 /// An API token as listed: never the secret itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiToken {

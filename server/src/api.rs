@@ -78,6 +78,76 @@ pub async fn create_app(
     Ok((StatusCode::CREATED, Json(app)).into_response())
 }
 
+/// `PATCH /api/apps/{id}`: changes settings; see `AppChanges`.
+pub async fn update_app(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<App>, ApiError> {
+    let id = parse_id("app id", &id)?;
+    if let Some(field) = body.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "repo_url" | "branch" | "dockerfile" | "port" | "env"
+        )
+    }) {
+        return Err(unprocessable(
+            field,
+            "cannot be changed (repo_url, branch, dockerfile, port and env can)",
+        ));
+    }
+    let port = match body.get("port") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::Number(n)) => {
+            Some(Some(n.as_i64().ok_or_else(|| {
+                unprocessable("port", "must be a whole number from 1 to 65535")
+            })?))
+        }
+        Some(_) => return Err(unprocessable("port", "must be a number from 1 to 65535")),
+    };
+    let mut env = BTreeMap::new();
+    match body.get("env") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(vars)) => {
+            for (key, value) in vars {
+                let value = match value {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Null => None,
+                    _ => {
+                        return Err(unprocessable(
+                            "env",
+                            &format!("the value of {key:?} must be a string, or null to remove it"),
+                        ));
+                    }
+                };
+                env.insert(key.clone(), value);
+            }
+        }
+        Some(_) => return Err(unprocessable("env", "must be an object of names to values")),
+    }
+    let changes = protocol::AppChanges {
+        repo_url: optional_string(&body, "repo_url")?,
+        branch: optional_string(&body, "branch")?,
+        dockerfile: optional_string(&body, "dockerfile")?,
+        port,
+        env,
+    };
+    Ok(Json(state.engine.update_app(id, changes).await?))
+}
+
+/// `POST /api/deployments/{id}/redeploy`: deploys that deployment's image again.
+pub async fn redeploy(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Deployment>), ApiError> {
+    let deployment = state
+        .engine
+        .redeploy(parse_id("deployment id", &id)?)
+        .await?;
+    Ok((StatusCode::CREATED, Json(deployment)))
+}
+
 fn unprocessable(field: &str, message: &str) -> ApiError {
     ApiError::new(ErrorCode::Unprocessable, format!("{field}: {message}"))
 }

@@ -56,12 +56,18 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(api::health))
         .route("/metrics", get(api::metrics))
         .route("/apps", get(api::list_apps).post(api::create_app))
-        .route("/apps/{id}", get(api::show_app).delete(api::delete_app))
+        .route(
+            "/apps/{id}",
+            get(api::show_app)
+                .delete(api::delete_app)
+                .patch(api::update_app),
+        )
         .route("/apps/{id}/deployments", get(api::app_deployments))
         .route("/deployments", post(api::create_deployment))
         .route("/deployments/logs", get(monitor::monitor))
         .route("/deployments/{id}", get(api::show_deployment))
         .route("/deployments/{id}/cancel", post(api::cancel_deployment))
+        .route("/deployments/{id}/redeploy", post(api::redeploy))
         .route("/deployments/{id}/logs", get(api::deployment_log))
         .route("/tokens", get(api::list_tokens).post(api::create_token))
         .route("/tokens/{id}", axum::routing::delete(api::revoke_token))

@@ -234,6 +234,54 @@ async fn api_answers_and_errors_follow_the_protocol() {
         .json("POST", &format!("/api/deployments/{did}/cancel"), None)
         .await;
     assert_error(status, &body, 409, "conflict", "already ended");
+    // Only a successful deployment can be redeployed.
+    let (status, body) = server
+        .json("POST", &format!("/api/deployments/{did}/redeploy"), None)
+        .await;
+    assert_error(status, &body, 409, "conflict", "did not succeed");
+    let (status, body) = server
+        .json("POST", "/api/deployments/999999/redeploy", None)
+        .await;
+    assert_error(status, &body, 404, "not_found", "999999");
+
+    // Settings change field by field; env values are write-only.
+    let (status, changed) = server
+        .json(
+            "PATCH",
+            &format!("/api/apps/{id}"),
+            Some(
+                json!({"branch": "release", "port": null, "env": {"SECRET": null, "NEW": "v4lue"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["branch"], "release");
+    assert!(changed["port"].is_null());
+    assert_eq!(changed["env_keys"], json!(["NEW"]));
+    assert!(!changed.to_string().contains("v4lue"));
+    for (body, field) in [
+        (json!({"branch": "-evil"}), "branch"),
+        (json!({"name": "renamed"}), "name"),
+        (json!({"port": 70000}), "port"),
+        (json!({"port": "80"}), "port"),
+        (json!({"dockerfile": "../etc/passwd"}), "dockerfile"),
+        (json!({"env": {"1BAD": "x"}}), "env"),
+        (json!({"env": {"A": 1}}), "env"),
+        (
+            json!({"repo_url": "ext::sh -c touch% /tmp/pwned"}),
+            "repo_url",
+        ),
+    ] {
+        let (status, answer) = server
+            .json("PATCH", &format!("/api/apps/{id}"), Some(body.clone()))
+            .await;
+        assert_error(status, &answer, 422, "unprocessable", field);
+    }
+    let (_, unchanged) = server.json("GET", &format!("/api/apps/{id}"), None).await;
+    assert_eq!(
+        unchanged["branch"], "release",
+        "refused changes change nothing"
+    );
     let (status, list) = server
         .json("GET", &format!("/api/apps/{id}/deployments"), None)
         .await;

@@ -157,6 +157,8 @@ async fn every_route_refuses_without_valid_credentials() {
         ("POST", app::api::NewToken::PATH),
         ("POST", app::api::RevokeToken::PATH),
         ("POST", app::api::CancelDeployment::PATH),
+        ("POST", app::api::Redeploy::PATH),
+        ("POST", app::api::UpdateApp::PATH),
     ];
     let api_routes: Vec<(&str, String, Option<String>)> = vec![
         ("GET", "/api/apps".into(), None),
@@ -167,6 +169,12 @@ async fn every_route_refuses_without_valid_credentials() {
         ),
         ("GET", format!("/api/apps/{app_id}"), None),
         ("DELETE", format!("/api/apps/{app_id}"), None),
+        (
+            "PATCH",
+            format!("/api/apps/{app_id}"),
+            Some(json!({"branch": "evil"}).to_string()),
+        ),
+        ("POST", format!("/api/deployments/{id}/redeploy"), None),
         ("GET", format!("/api/apps/{app_id}/deployments"), None),
         (
             "POST",

@@ -1,6 +1,6 @@
 //! `/`: the apps, and a form to add one.
 
-use super::{ErrorNote, INPUT, StatusBadge, error_text};
+use super::{ErrorNote, INPUT, StatusBadge, error_text, when};
 use crate::api::{CreateApp, list_apps};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -48,7 +48,10 @@ pub fn AppsPage() -> impl IntoView {
                                             {app.name.clone()}
                                         </A>
                                         <span class="text-sm text-slate-400">{format!("{} · {}", app.repo_url, app.branch)}</span>
-                                        {app.last_deployment.map(|d| view! { <StatusBadge status=d.status /> })}
+                                        {app.last_deployment.map(|d| view! {
+                                            <StatusBadge status=d.status />
+                                            <time class="text-xs text-slate-500" datetime=d.created_at.clone()>{when(&d.created_at)}</time>
+                                        })}
                                         {app.url.map(|url| view! {
                                             <a href=url.clone() class="ml-auto text-sm text-emerald-300 hover:underline">{url.clone()}</a>
                                         })}

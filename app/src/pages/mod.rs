@@ -36,6 +36,15 @@ pub fn StatusBadge(status: Status) -> impl IntoView {
     view! { <span class=badge_class(status)>{status.as_str()}</span> }
 }
 
+/// A timestamp of ours (`2026-11-28T03:21:08.123Z`) as `2026-11-28 03:21 UTC`: the same on
+/// the server and in the browser.
+pub fn when(timestamp: &str) -> String {
+    match (timestamp.get(..10), timestamp.get(11..16)) {
+        (Some(day), Some(time)) => format!("{day} {time} UTC"),
+        _ => timestamp.to_owned(),
+    }
+}
+
 /// Shown when a server function fails.
 #[component]
 pub fn ErrorNote(message: String) -> impl IntoView {
