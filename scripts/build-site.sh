@@ -8,6 +8,7 @@ SITE=target/site
 PKG=$SITE/pkg
 mkdir -p "$PKG"
 
+# .cargo/config.toml sets --cfg erase_components for this build and the server's.
 cargo build -q -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
 wasm-bindgen --target web --no-typescript --out-dir "$PKG" --out-name slipway \
   target/wasm32-unknown-unknown/wasm-release/frontend.wasm
@@ -17,4 +18,16 @@ node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-t
   "$PKG/slipway_bg.wasm" -o "$PKG/slipway_bg.wasm"
 node_modules/.bin/tailwindcss --input style/tailwind.css --output "$PKG/slipway.css" --minify 2>/dev/null
 cp -r public/. "$SITE/"
-echo "[site] $(du -b "$PKG/slipway_bg.wasm" | cut -f1) bytes of WebAssembly, $(gzip -c "$PKG/slipway_bg.wasm" | wc -c) gzipped"
+# Precompressed copies, served to browsers that accept them (server/src/lib.rs).
+node -e '
+const z = require("zlib"), fs = require("fs");
+for (const f of process.argv.slice(1)) {
+  const b = fs.readFileSync(f);
+  fs.writeFileSync(f + ".br", z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11 } }));
+  fs.writeFileSync(f + ".gz", z.gzipSync(b, { level: 9 }));
+}' "$PKG/slipway_bg.wasm" "$PKG/slipway.js" "$PKG/slipway.css"
+node -e '
+const z = require("zlib"), b = require("fs").readFileSync(process.argv[1]);
+const br = z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
+console.log(`[site] WebAssembly: ${b.length} bytes raw, ${z.gzipSync(b, { level: 9 }).length} gzip, ${br} brotli`);
+' "$PKG/slipway_bg.wasm"

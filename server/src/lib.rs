@@ -73,11 +73,19 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens/{id}", axum::routing::delete(api::revoke_token))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    // The built assets, precompressed by scripts/build-site.sh: browsers that accept brotli
+    // or gzip get the small file (the WebAssembly shrinks to about a quarter).
+    let pkg = tower_http::services::ServeDir::new(
+        std::path::Path::new(state.leptos.site_root.as_ref()).join(state.leptos.site_pkg_dir.as_ref()),
+    )
+    .precompressed_br()
+    .precompressed_gzip();
     let routes = generate_route_list(app::App);
     let engine = state.engine.clone();
     let leptos = state.leptos.clone();
     Router::new()
         .nest("/api", api)
+        .nest_service("/pkg", pkg)
         .route("/auth/setup", post(auth::setup))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))

@@ -170,7 +170,7 @@ pub fn AppPage() -> impl IntoView {
                                                     <td class="py-1"><A href=format!("/deployments/{}", d.id) attr:class="text-sky-300 hover:underline">{d.id}</A></td>
                                                     <td><StatusBadge status=d.status /></td>
                                                     <td class="font-mono">{d.commit.map(|c| c.chars().take(10).collect::<String>()).unwrap_or_default()}</td>
-                                                    <td>{d.duration.map(|s| format!("{s:.1} s")).unwrap_or_default()}</td>
+                                                    <td>{d.duration.map(super::seconds_text).unwrap_or_default()}</td>
                                                     <td class="text-slate-400"><time datetime=d.created_at.clone()>{when(&d.created_at)}</time></td>
                                                     <td class="text-right">
                                                         {can_redeploy.then(|| view! {

@@ -69,16 +69,6 @@ fn parse_ms(timestamp: &str) -> Option<f64> {
     }
 }
 
-fn format_seconds(seconds: f64) -> String {
-    let seconds = seconds.max(0.0);
-    if seconds < 60.0 {
-        format!("{seconds:.1} s")
-    } else {
-        let whole = seconds as u64;
-        format!("{}m {:02}s", whole / 60, whole % 60)
-    }
-}
-
 #[component]
 fn Stepper(status: Signal<StatusData>) -> impl IntoView {
     let step = move |stage: Status| {
@@ -176,11 +166,11 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
     let elapsed = move || {
         let s = status.get();
         if let Some(duration) = s.duration {
-            return format_seconds(duration);
+            return super::seconds_text(duration);
         }
         match (now.get(), parse_ms(&started)) {
             (Some(now), Some(start)) if !s.status.is_terminal() => {
-                format_seconds((now - start) / 1000.0)
+                super::seconds_text((now - start) / 1000.0)
             }
             _ => String::new(),
         }

@@ -29,17 +29,14 @@ struct Row {
     needle: String,
 }
 
-/// Splits `text` around case-insensitive occurrences of `needle` (already lower case):
+/// Splits `text` around (ASCII) case-insensitive occurrences of `needle` (already lower case):
 /// `(text, is_match)` pieces.
 fn split_matches(text: &str, needle: &str) -> Vec<(String, bool)> {
     if needle.is_empty() {
         return vec![(text.to_owned(), false)];
     }
-    let lower = text.to_lowercase();
-    // Lower-casing can change lengths outside ASCII; highlight only when it did not.
-    if lower.len() != text.len() {
-        return vec![(text.to_owned(), lower.contains(needle))];
-    }
+    // ASCII case folding keeps byte offsets (and no Unicode tables in the bundle).
+    let lower = text.to_ascii_lowercase();
     let mut pieces = Vec::new();
     let mut at = 0;
     while let Some(found) = lower[at..].find(needle) {
@@ -155,7 +152,7 @@ pub fn LogView(
     };
 
     let search = move |text: String| {
-        let needle = text.trim().to_lowercase();
+        let needle = text.trim().to_ascii_lowercase();
         let found = if needle.is_empty() {
             Vec::new()
         } else {
@@ -170,7 +167,7 @@ pub fn LogView(
                                         .and_then(|i| recent.get(i as usize))
                                         .map(|l| &l.line)
                                 });
-                            line.is_some_and(|l| ansi::plain(l).to_lowercase().contains(&needle))
+                            line.is_some_and(|l| ansi::plain(l).to_ascii_lowercase().contains(&needle))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -215,7 +212,7 @@ pub fn LogView(
             None => view! { <span class="text-slate-600">"…"</span> }.into_any(),
             Some(line) => {
                 let plain = ansi::plain(&line);
-                if !needle.is_empty() && plain.to_lowercase().contains(&needle) {
+                if !needle.is_empty() && plain.to_ascii_lowercase().contains(&needle) {
                     split_matches(&plain, &needle)
                         .into_iter()
                         .map(|(text, hit)| {
@@ -301,8 +298,8 @@ pub fn LogView(
                     data-follow=move || follow.get().to_string()
                     class="h-[65vh] overflow-auto rounded border border-slate-800 bg-black/60 py-2 font-mono text-xs leading-5 text-slate-200"
                 >
-                    <div style=move || format!("height:{}px;position:relative", total.get() as f64 * ROW_PX)>
-                        <div style=move || format!("transform:translateY({}px)", window.get().0 as f64 * ROW_PX)>
+                    <div style=move || format!("height:{}px;position:relative", total.get() * ROW_PX as u64)>
+                        <div style=move || format!("transform:translateY({}px)", window.get().0 * ROW_PX as u64)>
                             <For each=rows key=|row| (row.seq, row.line.is_some(), row.needle.clone()) children=render_row />
                         </div>
                     </div>

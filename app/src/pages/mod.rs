@@ -45,6 +45,18 @@ pub fn when(timestamp: &str) -> String {
     }
 }
 
+/// A duration as `12.3 s` or `4m 05s`, without float formatting (which would add its
+/// tables to the browser bundle).
+pub fn seconds_text(seconds: f64) -> String {
+    let tenths = (seconds.max(0.0) * 10.0).round() as u64;
+    if tenths < 600 {
+        format!("{}.{} s", tenths / 10, tenths % 10)
+    } else {
+        let whole = tenths / 10;
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    }
+}
+
 /// Shown when a server function fails.
 #[component]
 pub fn ErrorNote(message: String) -> impl IntoView {
@@ -59,5 +71,17 @@ pub fn error_text(e: &ServerFnError) -> String {
     match e {
         ServerFnError::ServerError(message) => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(super::seconds_text(0.04), "0.0 s");
+        assert_eq!(super::seconds_text(12.34), "12.3 s");
+        assert_eq!(super::seconds_text(59.94), "59.9 s");
+        assert_eq!(super::seconds_text(245.0), "4m 05s");
+        assert_eq!(super::when("2026-11-28T03:21:08.123Z"), "2026-11-28 03:21 UTC");
     }
 }
