@@ -48,6 +48,15 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   expectContiguous(rows);
   await page.screenshot({ path: testInfo.outputPath("04-monitor-success.png"), fullPage: true });
 
+  // Light when the system asks for it: the same page with the palette turned over.
+  await page.emulateMedia({ colorScheme: "light" });
+  const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const channels = (background.match(/[\d.]+/g) ?? []).map(Number);
+  console.log("light theme body background:", background);
+  expect(background.startsWith("oklch") ? channels[0] > 0.9 : channels.slice(0, 3).every((c) => c > 200)).toBe(true);
+  await page.screenshot({ path: testInfo.outputPath("05-monitor-light.png"), fullPage: true });
+  await page.emulateMedia({ colorScheme: "dark" });
+
   // The page renders on the server too: a reload shows the final state before any script.
   await page.reload();
   await expect(page.getByTestId("status")).toHaveText("success");
