@@ -76,7 +76,8 @@ pub fn router(state: AppState) -> Router {
     // The built assets, precompressed by scripts/build-site.sh: browsers that accept brotli
     // or gzip get the small file (the WebAssembly shrinks to about a quarter).
     let pkg = tower_http::services::ServeDir::new(
-        std::path::Path::new(state.leptos.site_root.as_ref()).join(state.leptos.site_pkg_dir.as_ref()),
+        std::path::Path::new(state.leptos.site_root.as_ref())
+            .join(state.leptos.site_pkg_dir.as_ref()),
     )
     .precompressed_br()
     .precompressed_gzip();

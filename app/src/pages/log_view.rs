@@ -167,7 +167,9 @@ pub fn LogView(
                                         .and_then(|i| recent.get(i as usize))
                                         .map(|l| &l.line)
                                 });
-                            line.is_some_and(|l| ansi::plain(l).to_ascii_lowercase().contains(&needle))
+                            line.is_some_and(|l| {
+                                ansi::plain(l).to_ascii_lowercase().contains(&needle)
+                            })
                         })
                         .collect::<Vec<_>>()
                 })

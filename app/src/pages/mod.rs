@@ -82,6 +82,9 @@ mod tests {
         assert_eq!(super::seconds_text(12.34), "12.3 s");
         assert_eq!(super::seconds_text(59.94), "59.9 s");
         assert_eq!(super::seconds_text(245.0), "4m 05s");
-        assert_eq!(super::when("2026-11-28T03:21:08.123Z"), "2026-11-28 03:21 UTC");
+        assert_eq!(
+            super::when("2026-11-28T03:21:08.123Z"),
+            "2026-11-28 03:21 UTC"
+        );
     }
 }
