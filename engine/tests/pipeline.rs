@@ -93,21 +93,29 @@ fn repo(dir: &Path) -> PathBuf {
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::write(repo.join("Dockerfile"), "FROM scratch\n").unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "."],
-        &["commit", "-q", "-m", "x"],
-    ] {
+    git(
+        &repo,
+        &[
+            &["init", "-q", "-b", "main"],
+            &["add", "."],
+            &["commit", "-q", "-m", "x"],
+        ],
+    );
+    repo
+}
+
+/// Runs git commands in `repo`, each of which must succeed.
+fn git(repo: &Path, commands: &[&[&str]]) {
+    for args in commands {
         let ok = std::process::Command::new("git")
             .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
-            .args(args)
-            .current_dir(&repo)
+            .args(*args)
+            .current_dir(repo)
             .status()
             .unwrap()
             .success();
-        assert!(ok);
+        assert!(ok, "git {args:?}");
     }
-    repo
 }
 
 async fn start(dir: &Path, runtime: Arc<dyn Runtime>, workers: usize) -> Engine {
@@ -452,24 +460,15 @@ async fn a_repository_over_the_size_limit_is_refused() {
         })
         .collect();
     std::fs::write(repo.join("blob.bin"), noise).unwrap();
-    for args in [&["add", "."][..], &["commit", "-q", "-m", "big"]] {
-        let ok = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
-            .args(args)
-            .current_dir(&repo)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-    let git = |max_bytes| GitCli {
+    git(&repo, &[&["add", "."], &["commit", "-q", "-m", "big"]]);
+    let cli = |max_bytes| GitCli {
         allow_local: true,
         timeout: Duration::from_secs(60),
         max_bytes,
     };
     let url = repo.display().to_string();
     let (tx, _rx) = mpsc::channel(1024);
-    let refused = git(1024 * 1024)
+    let refused = cli(1024 * 1024)
         .fetch(&url, "main", &dir.join("small"), tx)
         .await;
     assert!(
@@ -478,7 +477,7 @@ async fn a_repository_over_the_size_limit_is_refused() {
         refused.err()
     );
     let (tx, _rx) = mpsc::channel(1024);
-    let fits = git(16 * 1024 * 1024)
+    let fits = cli(16 * 1024 * 1024)
         .fetch(&url, "main", &dir.join("large"), tx)
         .await;
     assert!(fits.is_ok(), "{:?}", fits.err());

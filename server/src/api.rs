@@ -96,36 +96,8 @@ pub async fn update_app(
             "cannot be changed (repo_url, branch, dockerfile, port and env can)",
         ));
     }
-    let port = match body.get("port") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::Number(n)) => {
-            Some(Some(n.as_i64().ok_or_else(|| {
-                unprocessable("port", "must be a whole number from 1 to 65535")
-            })?))
-        }
-        Some(_) => return Err(unprocessable("port", "must be a number from 1 to 65535")),
-    };
-    let mut env = BTreeMap::new();
-    match body.get("env") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(vars)) => {
-            for (key, value) in vars {
-                let value = match value {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Null => None,
-                    _ => {
-                        return Err(unprocessable(
-                            "env",
-                            &format!("the value of {key:?} must be a string, or null to remove it"),
-                        ));
-                    }
-                };
-                env.insert(key.clone(), value);
-            }
-        }
-        Some(_) => return Err(unprocessable("env", "must be an object of names to values")),
-    }
+    let port = port_field(&body)?;
+    let env = env_field(&body, true)?;
     let changes = protocol::AppChanges {
         repo_url: optional_string(&body, "repo_url")?,
         branch: optional_string(&body, "branch")?,
@@ -160,43 +132,68 @@ fn optional_string(body: &Map<String, Value>, field: &str) -> Result<Option<Stri
     }
 }
 
-/// Field by field, so every type error names its field.
-fn new_app_from_json(body: &Map<String, Value>) -> Result<NewApp, ApiError> {
-    let name =
-        optional_string(body, "name")?.ok_or_else(|| unprocessable("name", "is required"))?;
-    let repo_url = optional_string(body, "repo_url")?
-        .ok_or_else(|| unprocessable("repo_url", "is required"))?;
-    let port = match body.get("port") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(
-            n.as_i64()
-                .ok_or_else(|| unprocessable("port", "must be a whole number from 1 to 65535"))?,
-        ),
-        Some(_) => return Err(unprocessable("port", "must be a number from 1 to 65535")),
-    };
-    let mut env = BTreeMap::new();
-    match body.get("env") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(vars)) => {
-            for (key, value) in vars {
-                match value {
-                    Value::String(s) => env.insert(key.clone(), s.clone()),
-                    _ => {
-                        return Err(unprocessable(
-                            "env",
-                            &format!("the value of {key:?} must be a string"),
-                        ));
-                    }
-                };
-            }
-        }
+/// `port`: absent (`None`), `null` (`Some(None)`) or a whole number.
+fn port_field(body: &Map<String, Value>) -> Result<Option<Option<i64>>, ApiError> {
+    match body.get("port") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(|p| Some(Some(p)))
+            .ok_or_else(|| unprocessable("port", "must be a whole number from 1 to 65535")),
+        Some(_) => Err(unprocessable("port", "must be a number from 1 to 65535")),
+    }
+}
+
+/// `env`: an object of names to string values; with `removals`, `null` removes a name.
+fn env_field(
+    body: &Map<String, Value>,
+    removals: bool,
+) -> Result<BTreeMap<String, Option<String>>, ApiError> {
+    let vars = match body.get("env") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(vars)) => vars,
         Some(_) => {
             return Err(unprocessable(
                 "env",
                 "must be an object of names to string values",
             ));
         }
+    };
+    let mut env = BTreeMap::new();
+    for (key, value) in vars {
+        let value = match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Null if removals => None,
+            _ if removals => {
+                return Err(unprocessable(
+                    "env",
+                    &format!("the value of {key:?} must be a string, or null to remove it"),
+                ));
+            }
+            _ => {
+                return Err(unprocessable(
+                    "env",
+                    &format!("the value of {key:?} must be a string"),
+                ));
+            }
+        };
+        env.insert(key.clone(), value);
     }
+    Ok(env)
+}
+
+/// Field by field, so every type error names its field.
+fn new_app_from_json(body: &Map<String, Value>) -> Result<NewApp, ApiError> {
+    let name =
+        optional_string(body, "name")?.ok_or_else(|| unprocessable("name", "is required"))?;
+    let repo_url = optional_string(body, "repo_url")?
+        .ok_or_else(|| unprocessable("repo_url", "is required"))?;
+    let port = port_field(body)?.flatten();
+    let env = env_field(body, false)?
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect();
     Ok(NewApp {
         name,
         repo_url,
