@@ -26,8 +26,13 @@ for (const f of process.argv.slice(1)) {
   fs.writeFileSync(f + ".br", z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11 } }));
   fs.writeFileSync(f + ".gz", z.gzipSync(b, { level: 9 }));
 }' "$PKG/slipway_bg.wasm" "$PKG/slipway.js" "$PKG/slipway.css"
+# The size budget of issue 4: the WebAssembly at most 250 KB once brotli-compressed.
 node -e '
 const z = require("zlib"), b = require("fs").readFileSync(process.argv[1]);
 const br = z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
 console.log(`[site] WebAssembly: ${b.length} bytes raw, ${z.gzipSync(b, { level: 9 }).length} gzip, ${br} brotli`);
+if (br > 250000) {
+  console.error(`[site] the WebAssembly is over its budget: ${br} bytes brotli > 250000`);
+  process.exit(1);
+}
 ' "$PKG/slipway_bg.wasm"

@@ -2,7 +2,7 @@
 //! the HTTP API, so both paths share validation and behaviour.
 
 use leptos::prelude::*;
-use protocol::{ApiToken, App, CreatedToken, Deployment, LogLine};
+use protocol::{ApiToken, App, AppId, CreatedToken, Deployment, DeploymentId, LogLine};
 use serde::{Deserialize, Serialize};
 
 /// A rejected form field, shown next to its input.
@@ -45,7 +45,7 @@ pub async fn create_app(
     dockerfile: String,
     port: String,
     env: String,
-) -> Result<Result<App, FieldProblem>, ServerFnError> {
+) -> Result<Result<AppId, FieldProblem>, ServerFnError> {
     use self::ssr::*;
     let port = match port.trim() {
         "" => None,
@@ -78,7 +78,7 @@ pub async fn create_app(
         env,
     };
     match engine()?.create_app(new).await {
-        Ok(app) => Ok(Ok(app)),
+        Ok(app) => Ok(Ok(app.id)),
         Err(::engine::EngineError::Invalid(problem)) => Ok(Err(FieldProblem {
             message: problem.to_string(),
             field: Some(problem.field),
@@ -100,12 +100,14 @@ pub async fn get_app(id: i64) -> Result<AppView, ServerFnError> {
     Ok(AppView { app, deployments })
 }
 
+/// Queues a deployment; answers its id (the browser opens its monitor; a plain form post
+/// is redirected there).
 #[server]
-pub async fn deploy(app_id: i64) -> Result<Deployment, ServerFnError> {
+pub async fn deploy(app_id: i64) -> Result<DeploymentId, ServerFnError> {
     use self::ssr::*;
     let deployment = engine()?.deploy(app_id).await.map_err(internal)?;
     leptos_axum::redirect(&format!("/deployments/{}", deployment.id));
-    Ok(deployment)
+    Ok(deployment.id)
 }
 
 #[server]
@@ -131,15 +133,24 @@ pub async fn get_deployment(id: i64) -> Result<DeploymentView, ServerFnError> {
 
 /// Deploys an earlier successful deployment's image again and opens its monitor.
 #[server]
-pub async fn redeploy(id: i64) -> Result<Deployment, ServerFnError> {
+pub async fn redeploy(id: i64) -> Result<DeploymentId, ServerFnError> {
     use self::ssr::*;
     let deployment = engine()?.redeploy(id).await.map_err(internal)?;
     leptos_axum::redirect(&format!("/deployments/{}", deployment.id));
-    Ok(deployment)
+    Ok(deployment.id)
+}
+
+/// Where a deployment's app answers, once it succeeded: for the monitor of a deployment
+/// that went live while watched.
+#[server]
+pub async fn deployment_url(id: i64) -> Result<Option<String>, ServerFnError> {
+    use self::ssr::*;
+    Ok(engine()?.deployment(id).await.map_err(internal)?.url)
 }
 
 /// Changes an app's settings. `env_set` holds `NAME=value` lines to add or change;
-/// `env_remove` names to remove, separated by spaces or commas. Values are never sent back.
+/// `env_remove` names to remove, separated by spaces or commas. Answers the names of the
+/// variables now set: values are never sent back.
 #[server]
 pub async fn update_app(
     id: i64,
@@ -149,7 +160,7 @@ pub async fn update_app(
     port: String,
     env_set: String,
     env_remove: String,
-) -> Result<Result<App, FieldProblem>, ServerFnError> {
+) -> Result<Result<Vec<String>, FieldProblem>, ServerFnError> {
     use self::ssr::*;
     let problem = |field: &str, message: String| {
         Ok(Err(FieldProblem {
@@ -183,7 +194,7 @@ pub async fn update_app(
         env,
     };
     match engine()?.update_app(id, changes).await {
-        Ok(app) => Ok(Ok(app)),
+        Ok(app) => Ok(Ok(app.env_keys)),
         Err(::engine::EngineError::Invalid(p)) => {
             let field = if p.field == "env" {
                 "env_set".to_owned()
@@ -197,9 +208,10 @@ pub async fn update_app(
 }
 
 #[server]
-pub async fn cancel_deployment(id: i64) -> Result<Deployment, ServerFnError> {
+pub async fn cancel_deployment(id: i64) -> Result<(), ServerFnError> {
     use self::ssr::*;
-    engine()?.cancel(id).await.map_err(internal)
+    engine()?.cancel(id).await.map_err(internal)?;
+    Ok(())
 }
 
 /// Who is signed in, for the header; `None` on the public sign-in pages.

@@ -1,6 +1,9 @@
-//! Slipway's dashboard, rendered on the server and hydrated in the browser.
+//! Slipway's dashboard, rendered on the server; only its interactive parts (islands: the
+//! live monitor, the forms) are hydrated in the browser.
 //!
-//! - [`shell`] and [`App`]: the HTML document and the router.
+//! - [`shell`] and [`App`]: the HTML document and the router, which runs on the server
+//!   only: links are plain page loads, and the WebAssembly carries no router and none of
+//!   the pages' static markup.
 //! - [`api`]: server functions; on the server they call the engine, in the browser they
 //!   are HTTP calls.
 //! - [`monitor`]: `use_deployment_monitor`, the reactive hook behind the live monitor.
@@ -12,7 +15,7 @@ pub mod monitor;
 pub mod pages;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::SsrMode;
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
@@ -29,8 +32,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="dark light" />
                 <link rel="icon" href="/favicon.ico" />
                 <AutoReload options=options.clone() />
-                <HydrationScripts options />
-                <MetaTags />
+                <HydrationScripts options islands=true />
+                <title>"Slipway"</title>
+                <link rel="stylesheet" id="slipway-css" href="/pkg/slipway.css" />
             </head>
             <body class="min-h-screen bg-slate-950 text-slate-100 antialiased">
                 <App />
@@ -41,16 +45,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
-    // Effects run only in the browser, once hydrated: tests and scripts wait for this mark.
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
     view! {
-        <Stylesheet id="slipway-css" href="/pkg/slipway.css" />
-        <Title text="Slipway" />
         <Router>
             <header class="border-b border-slate-800 bg-slate-900/80">
                 <nav class="mx-auto flex max-w-5xl items-center gap-6 px-4 py-3">
@@ -63,12 +58,12 @@ pub fn App() -> impl IntoView {
             </header>
             <main class="mx-auto max-w-5xl px-4 py-6">
                 <Routes fallback=|| view! { <p class="text-slate-400">"Page not found."</p> }>
-                    <Route path=path!("/") view=pages::apps::AppsPage />
-                    <Route path=path!("/apps/:id") view=pages::app::AppPage />
-                    <Route path=path!("/deployments/:id") view=pages::deployment::DeploymentPage />
-                    <Route path=path!("/login") view=pages::account::LoginPage />
-                    <Route path=path!("/setup") view=pages::account::SetupPage />
-                    <Route path=path!("/settings/tokens") view=pages::account::TokensPage />
+                    <Route path=path!("/") view=pages::apps::AppsPage ssr=SsrMode::Async />
+                    <Route path=path!("/apps/:id") view=pages::app::AppPage ssr=SsrMode::Async />
+                    <Route path=path!("/deployments/:id") view=pages::deployment::DeploymentPage ssr=SsrMode::Async />
+                    <Route path=path!("/login") view=pages::account::LoginPage ssr=SsrMode::Async />
+                    <Route path=path!("/setup") view=pages::account::SetupPage ssr=SsrMode::Async />
+                    <Route path=path!("/settings/tokens") view=pages::account::TokensPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -219,6 +219,8 @@ mod browser {
                     *last_flush = js_sys::Date::now();
                 };
                 let mut live = false;
+                // The server's last message before its 1000 close is the terminal status.
+                let mut last_was_terminal = false;
                 loop {
                     let message = if pending.is_empty() {
                         read.next().await
@@ -248,7 +250,7 @@ mod browser {
                                 // A terminal status may come first (the deployment had
                                 // ended); the stream still brings every line, then the
                                 // terminal status again, then a clean close.
-                                let _ = apply(
+                                last_was_terminal = apply(
                                     event,
                                     &mut last_seq,
                                     &mut |status| setters.status.set(Some(status)),
@@ -259,9 +261,12 @@ mod browser {
                         }
                         Ok(_) => {}
                         Err(WebSocketError::ConnectionClose(close)) => {
-                            // 1000: the deployment ended and everything was sent; 44xx:
-                            // refused (an error event came first). Either way, done.
-                            ended = close.code == 1000 || (4400..4500).contains(&close.code);
+                            // 1000 right after the terminal status: the deployment ended
+                            // and everything was sent. 44xx: refused (an error event came
+                            // first). Anything else (a proxy closing with 1000 mid-stream
+                            // too) is a dropped connection: resume.
+                            ended = (close.code == 1000 && last_was_terminal)
+                                || (4400..4500).contains(&close.code);
                             break;
                         }
                         Err(_) => break,

@@ -38,6 +38,8 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   await expect(log).toContainText("e2e build line 3");
   await expect(log).toContainText("Health check passed");
   await expect(page.getByTestId("connection")).toHaveText("closed");
+  // The running app is one click away, also when it went live while watched.
+  await expect(page.getByRole("link", { name: "Open app" })).toHaveAttribute("href", /^http:\/\/127\.0\.0\.1:\d+$/);
 
   // The stepper reached its end.
   await expect(page.locator('[data-stage="end"]')).toHaveAttribute("data-state", "done");
@@ -56,6 +58,22 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   expect(background.startsWith("oklch") ? channels[0] > 0.9 : channels.slice(0, 3).every((c) => c > 200)).toBe(true);
   await page.screenshot({ path: testInfo.outputPath("05-monitor-light.png"), fullPage: true });
   await page.emulateMedia({ colorScheme: "dark" });
+
+  // Phone width: nothing overflows the page sideways (the log scrolls inside its box).
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow).toBeLessThanOrEqual(1);
+  await page.screenshot({ path: testInfo.outputPath("06-monitor-phone.png"), fullPage: true });
+  await page.goto("/");
+  // The apps list: the last deployment's status and how long ago it ran, and the running app.
+  const row = page.locator(`[data-app="${name}"]`);
+  await expect(row.getByRole("link", { name: "Last deployment: success" })).toBeVisible();
+  await expect(row.getByTestId("age")).toHaveText(/^(just now|\d+ min ago)$/);
+  await expect(row.getByRole("link", { name: /^http:\/\/127\.0\.0\.1:\d+$/ })).toBeVisible();
+  expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(1);
+  await page.screenshot({ path: testInfo.outputPath("07-apps-phone.png"), fullPage: true });
+  await page.goBack();
+  await page.setViewportSize({ width: 1280, height: 720 });
 
   // The page renders on the server too: a reload shows the final state before any script.
   await page.reload();

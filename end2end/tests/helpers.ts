@@ -42,9 +42,15 @@ export const slowLines = (n: number) =>
 export function watchConsole(page: Page): string[] {
   const errors: string[] = [];
   page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
+    if (m.type() === "error") {
+      errors.push(m.text());
+      console.log(`[browser error] ${m.text()}`);
+    }
   });
-  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("pageerror", (e) => {
+    errors.push(String(e));
+    console.log(`[page error] ${e.stack ?? e}`);
+  });
   return errors;
 }
 
@@ -82,6 +88,10 @@ export async function waitForEnd(request: APIRequestContext, id: number, timeout
 /// seq → text. Fails if the DOM ever holds the same seq twice at once.
 export async function collectRows(log: Locator): Promise<Map<number, string>> {
   const rows = new Map<number, string>();
+  // Go to the top as a reader does (a key press pauses follow mode), then step down a page
+  // at a time.
+  await log.focus();
+  await log.page().keyboard.press("Home");
   await log.evaluate((el) => (el.scrollTop = 0));
   for (let guard = 0; guard < 10_000; guard++) {
     await log.page().waitForTimeout(50);

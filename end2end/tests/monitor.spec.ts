@@ -34,6 +34,9 @@ test("a reload in the middle of a build shows every line once and keeps going li
   await expect(page.getByTestId("elapsed")).toHaveText(/\d/);
   await page.screenshot({ path: testInfo.outputPath("monitor-building.png"), fullPage: true });
   await expect(log).toContainText("slow line 60", { timeout: 120_000 });
+  // Nobody scrolled: follow mode is still on, the newest line in view.
+  await expect(log).toHaveAttribute("data-follow", "true");
+  await expect(log.locator("[data-seq]").filter({ hasText: /^slow line 60$/ })).toBeInViewport();
   await expect(page.getByTestId("status")).toHaveText("success", { timeout: 120_000 });
   const rows = await collectRows(log);
   expectContiguous(rows);

@@ -159,6 +159,7 @@ async fn every_route_refuses_without_valid_credentials() {
         ("POST", app::api::CancelDeployment::PATH),
         ("POST", app::api::Redeploy::PATH),
         ("POST", app::api::UpdateApp::PATH),
+        ("POST", app::api::DeploymentUrl::PATH),
     ];
     let api_routes: Vec<(&str, String, Option<String>)> = vec![
         ("GET", "/api/apps".into(), None),

@@ -1,14 +1,65 @@
 //! `/`: the apps, and a form to add one.
 
-use super::{ErrorNote, INPUT, StatusBadge, error_text, when};
+use super::{ErrorNote, INPUT, StatusBadge, age, error_text, go_to, when};
 use crate::api::{CreateApp, list_apps};
 use leptos::prelude::*;
-use leptos_router::components::A;
 
+/// The list is rendered on the server (with each last deployment's age as of the
+/// request); only the form is an island.
 #[component]
 pub fn AppsPage() -> impl IntoView {
+    let apps = Resource::new(|| (), |_| list_apps());
+    view! {
+        <section aria-labelledby="apps-heading">
+            <h1 id="apps-heading" class="text-2xl font-semibold">"Apps"</h1>
+            <Suspense fallback=|| view! { <p class="mt-4 text-slate-400">"Loading apps…"</p> }>
+                {move || Suspend::new(async move {
+                    match apps.await {
+                        Ok(apps) if apps.is_empty() => view! {
+                            <p class="mt-4 text-slate-400">"No apps yet. Add one below."</p>
+                        }.into_any(),
+                        Ok(apps) => view! {
+                            <ul class="mt-4 divide-y divide-slate-800 rounded border border-slate-800">
+                                {apps.into_iter().map(|app| view! {
+                                    <li class="flex flex-wrap items-center gap-x-3 gap-y-1 px-4 py-3" data-app=app.name.clone()>
+                                        <a href=format!("/apps/{}", app.id) class="font-medium text-sky-300 hover:underline">
+                                            {app.name.clone()}
+                                        </a>
+                                        <span class="min-w-0 break-all text-sm text-slate-400">{format!("{} · {}", app.repo_url, app.branch)}</span>
+                                        {app.last_deployment.map(|d| view! {
+                                            <a href=format!("/deployments/{}", d.id) class="flex items-center gap-2" aria-label=format!("Last deployment: {}", d.status.as_str())>
+                                                <StatusBadge status=d.status />
+                                            </a>
+                                            <time class="text-xs text-slate-500" datetime=d.created_at.clone() title=when(&d.created_at) data-testid="age">
+                                                {age(&d.created_at)}
+                                            </time>
+                                        })}
+                                        {app.url.map(|url| view! {
+                                            <a href=url.clone() class="ml-auto text-sm text-emerald-300 hover:underline">{url.clone()}</a>
+                                        })}
+                                    </li>
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                        Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+        <AddAppForm />
+    }
+}
+
+/// Adds an app; the API's objections appear next to their field. Once added, the page
+/// loads again with the app in the list.
+#[island]
+fn AddAppForm() -> impl IntoView {
     let create = ServerAction::<CreateApp>::new();
-    let apps = Resource::new(move || create.version().get(), |_| list_apps());
+    Effect::new(move |_| {
+        if let Some(Ok(Ok(_))) = create.value().get() {
+            go_to("/");
+        }
+    });
     let problem = move || {
         create
             .value()
@@ -30,41 +81,7 @@ pub fn AppsPage() -> impl IntoView {
             .and_then(|result| result.err())
             .map(|e| view! { <ErrorNote message=error_text(&e) /> })
     };
-
     view! {
-        <section aria-labelledby="apps-heading">
-            <h1 id="apps-heading" class="text-2xl font-semibold">"Apps"</h1>
-            <Suspense fallback=|| view! { <p class="mt-4 text-slate-400">"Loading apps…"</p> }>
-                {move || Suspend::new(async move {
-                    match apps.await {
-                        Ok(apps) if apps.is_empty() => view! {
-                            <p class="mt-4 text-slate-400">"No apps yet. Add one below."</p>
-                        }.into_any(),
-                        Ok(apps) => view! {
-                            <ul class="mt-4 divide-y divide-slate-800 rounded border border-slate-800">
-                                {apps.into_iter().map(|app| view! {
-                                    <li class="flex flex-wrap items-center gap-3 px-4 py-3">
-                                        <A href=format!("/apps/{}", app.id) attr:class="font-medium text-sky-300 hover:underline">
-                                            {app.name.clone()}
-                                        </A>
-                                        <span class="text-sm text-slate-400">{format!("{} · {}", app.repo_url, app.branch)}</span>
-                                        {app.last_deployment.map(|d| view! {
-                                            <StatusBadge status=d.status />
-                                            <time class="text-xs text-slate-500" datetime=d.created_at.clone()>{when(&d.created_at)}</time>
-                                        })}
-                                        {app.url.map(|url| view! {
-                                            <a href=url.clone() class="ml-auto text-sm text-emerald-300 hover:underline">{url.clone()}</a>
-                                        })}
-                                    </li>
-                                }).collect_view()}
-                            </ul>
-                        }.into_any(),
-                        Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
-                    }
-                })}
-            </Suspense>
-        </section>
-
         <section aria-labelledby="add-heading" class="mt-10 max-w-xl">
             <h2 id="add-heading" class="text-xl font-semibold">"Add an app"</h2>
             <ActionForm action=create attr:class="mt-4 space-y-4" attr:aria-label="Add an app">

@@ -3,37 +3,41 @@
 
 use super::log_view::LogView;
 use super::{ErrorNote, StatusBadge, error_text};
-use crate::api::{CancelDeployment, DeploymentView, get_deployment};
+use crate::api::{CancelDeployment, DeploymentView, deployment_url, get_deployment};
 use crate::monitor::{Connection, DeploymentMonitor, use_deployment_monitor};
 use leptos::prelude::*;
-use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
-use protocol::{DeploymentId, Status, StatusData};
+use protocol::{Status, StatusData};
 
 #[component]
 pub fn DeploymentPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
-    move || match id() {
-        Some(id) => view! { <Monitor id /> }.into_any(),
-        None => view! { <ErrorNote message="no such deployment".to_owned() /> }.into_any(),
+    let initial = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => get_deployment(id).await,
+            None => Err(ServerFnError::new("no such deployment")),
+        }
+    });
+    // No <Suspense> around the island: its rows would be resolved after the island's owner
+    // had gone (a panic in leptos 0.8). The route renders in async mode, so the page is sent
+    // once this has resolved anyway.
+    move || {
+        Suspend::new(async move {
+            match initial.await {
+                Ok(view) => view! { <Monitor view /> }.into_any(),
+                Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
+            }
+        })
     }
 }
 
-#[component]
-fn Monitor(id: DeploymentId) -> impl IntoView {
-    let initial = Resource::new(move || id, get_deployment);
-    let live = use_deployment_monitor(id);
-    view! {
-        <Suspense fallback=|| view! { <p class="text-slate-400">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match initial.await {
-                    Ok(view) => view! { <MonitorView view live /> }.into_any(),
-                    Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
+/// The monitor island: rendered on the server from the stored state and the newest lines,
+/// then live in the browser.
+#[island]
+fn Monitor(view: DeploymentView) -> impl IntoView {
+    let live = use_deployment_monitor(view.deployment.id);
+    view! { <MonitorView view live /> }
 }
 
 /// The stages a deployment goes through, in order; it ends in success or failed.
@@ -143,7 +147,18 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
     let initial_status = deployment.status_data();
     let status =
         Signal::derive(move || live.status.get().unwrap_or_else(|| initial_status.clone()));
-    let url = deployment.url.clone();
+    // Where the app answers: known at render time for a finished deployment; for one that
+    // succeeds while watched, asked for once it has (in the browser only).
+    let (url, set_url) = signal(deployment.url.clone());
+    Effect::new(move |_| {
+        if status.get().status == Status::Success && url.get_untracked().is_none() {
+            leptos::task::spawn_local(async move {
+                if let Ok(Some(found)) = deployment_url(id).await {
+                    set_url.set(Some(found));
+                }
+            });
+        }
+    });
     let connection = move || live.connection.get();
     let running = move || !status.get().status.is_terminal();
 
@@ -215,7 +230,7 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
     view! {
         <div class="flex flex-wrap items-center gap-3">
             <h1 class="text-2xl font-semibold">{format!("Deployment #{}", deployment.id)}</h1>
-            <A href=format!("/apps/{}", deployment.app_id) attr:class="text-sky-300 hover:underline">{app_name}</A>
+            <a href=format!("/apps/{}", deployment.app_id) class="text-sky-300 hover:underline">{app_name}</a>
             {deployment.commit.clone().map(|c| view! { <code class="text-xs text-slate-400">{c.chars().take(12).collect::<String>()}</code> })}
             <span class="ml-auto flex items-center gap-2 text-sm text-slate-400" aria-label="connection">
                 <span class=move || match connection() {
@@ -234,8 +249,8 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
             <span class="text-slate-300" data-testid="message">{move || status.get().message}</span>
             <span class="text-sm tabular-nums text-slate-400" data-testid="elapsed" aria-label="Elapsed time">{elapsed}</span>
             <span class="grow"></span>
-            {url.map(|url| view! {
-                <a href=url.clone() class="rounded border border-emerald-700 px-3 py-1 text-sm text-emerald-300 hover:bg-emerald-950">"Open app"</a>
+            {move || url.get().map(|url| view! {
+                <a href=url class="rounded border border-emerald-700 px-3 py-1 text-sm text-emerald-300 hover:bg-emerald-950">"Open app"</a>
             })}
             <Show when=running>
                 <ActionForm action=cancel>

@@ -20,6 +20,18 @@ const OVERSCAN: u64 = 30;
 /// The log's height before it can be measured (server rendering, first paint).
 const VIEWPORT_PX: f64 = 560.0;
 
+/// Milliseconds since the epoch (event handlers run in the browser only).
+fn now_ms() -> f64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        0.0
+    }
+}
+
 #[derive(Clone, PartialEq)]
 struct Row {
     seq: u64,
@@ -139,18 +151,29 @@ pub fn LogView(
             }
         }
     });
+    // Follow pauses only when the reader scrolls away from the bottom (wheel, touch, keys,
+    // the scrollbar: input in the last second), or jumps up by more than a screen (a script
+    // or Home); a scroll caused by the log growing never turns it off. Reaching the bottom
+    // turns it back on.
+    let last_input = StoredValue::new(f64::NEG_INFINITY);
+    let on_input = move || last_input.set_value(now_ms());
+    let last_top = StoredValue::new(0.0f64);
     let on_scroll = move |_| {
         if let Some(el) = container.get_untracked() {
             let top = el.scroll_top() as f64;
-            let at_bottom =
-                top + el.client_height() as f64 >= el.scroll_height() as f64 - ROW_PX * 1.5;
-            if follow.get_untracked() != at_bottom {
-                set_follow.set(at_bottom);
+            let height = el.client_height() as f64;
+            let at_bottom = top + height >= el.scroll_height() as f64 - ROW_PX * 1.5;
+            let jumped_up = top < last_top.get_value() - height;
+            let by_reader = now_ms() - last_input.get_value() < 1000.0;
+            last_top.set_value(top);
+            if at_bottom && !follow.get_untracked() {
+                set_follow.set(true);
+            } else if !at_bottom && (by_reader || jumped_up) && follow.get_untracked() {
+                set_follow.set(false);
             }
             set_scroll_top.set(top);
         }
     };
-
     let search = move |text: String| {
         let needle = text.trim().to_ascii_lowercase();
         let found = if needle.is_empty() {
@@ -293,12 +316,17 @@ pub fn LogView(
                 <div
                     role="log"
                     aria-label="Build log"
+                    tabindex="0"
                     aria-live="polite"
                     node_ref=container
                     on:scroll=on_scroll
+                    on:wheel=move |_| on_input()
+                    on:touchstart=move |_| on_input()
+                    on:keydown=move |_| on_input()
+                    on:pointerdown=move |_| on_input()
                     data-total=move || total.get()
                     data-follow=move || follow.get().to_string()
-                    class="h-[65vh] overflow-auto rounded border border-slate-800 bg-black/60 py-2 font-mono text-xs leading-5 text-slate-200"
+                    class="h-[65vh] overflow-auto [overflow-anchor:none] rounded border border-slate-800 bg-black/60 py-2 font-mono text-xs leading-5 text-slate-200"
                 >
                     <div style=move || format!("height:{}px;position:relative", total.get() * ROW_PX as u64)>
                         <div style=move || format!("transform:translateY({}px)", window.get().0 * ROW_PX as u64)>

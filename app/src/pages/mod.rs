@@ -45,6 +45,44 @@ pub fn when(timestamp: &str) -> String {
     }
 }
 
+/// How long ago `timestamp` was, as of now: `just now`, `5 min ago`, `3 h ago`,
+/// `2 days ago`. Rendered on the server only (the pages that show it are not islands), so
+/// the browser never needs a clock or a date parser for it.
+pub fn age(timestamp: &str) -> String {
+    #[cfg(feature = "ssr")]
+    {
+        engine::time::seconds_between(timestamp, &engine::time::now())
+            .map(age_text)
+            .unwrap_or_else(|| when(timestamp))
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        when(timestamp)
+    }
+}
+
+/// Seconds as an age: the largest whole unit.
+pub fn age_text(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..45 => "just now".to_owned(),
+        45..3_600 => format!("{} min ago", ((s + 30) / 60).clamp(1, 59)),
+        3_600..86_400 => format!("{} h ago", s / 3_600),
+        86_400..172_800 => "yesterday".to_owned(),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// Opens `path` as a new page load: the router runs on the server only.
+pub fn go_to(path: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let _ = window().location().set_href(path);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}
+
 /// A duration as `12.3 s` or `4m 05s`, without float formatting (which would add its
 /// tables to the browser bundle).
 pub fn seconds_text(seconds: f64) -> String {
@@ -85,6 +123,32 @@ mod tests {
         assert_eq!(
             super::when("2026-11-28T03:21:08.123Z"),
             "2026-11-28 03:21 UTC"
+        );
+    }
+
+    #[test]
+    fn ages_read_well() {
+        let ages: Vec<String> = [
+            0.0, 44.0, 45.0, 89.0, 90.0, 3_599.0, 3_600.0, 86_399.0, 86_400.0, 172_800.0, 1e7,
+        ]
+        .into_iter()
+        .map(super::age_text)
+        .collect();
+        assert_eq!(
+            ages,
+            [
+                "just now",
+                "just now",
+                "1 min ago",
+                "1 min ago",
+                "2 min ago",
+                "59 min ago",
+                "1 h ago",
+                "23 h ago",
+                "yesterday",
+                "2 days ago",
+                "115 days ago"
+            ]
         );
     }
 }
