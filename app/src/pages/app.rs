@@ -42,7 +42,7 @@ pub fn AppPage() -> impl IntoView {
                                     <div class="mt-2 overflow-x-auto">
                                     <table class="w-full text-left text-sm">
                                         <thead class="text-slate-400">
-                                            <tr><th class="py-1">"#"</th><th>"Status"</th><th>"Commit"</th><th>"Duration"</th><th>"When"</th><th><span class="sr-only">"Actions"</span></th></tr>
+                                            <tr><th class="py-1 pr-2">"#"</th><th class="pr-2">"Status"</th><th class="pr-2">"Commit"</th><th class="pr-2">"Duration"</th><th class="pr-2">"When"</th><th><span class="sr-only">"Actions"</span></th></tr>
                                         </thead>
                                         <tbody>
                                             {view.deployments.into_iter().map(|d| {

@@ -326,7 +326,7 @@ pub fn LogView(
                     on:pointerdown=move |_| on_input()
                     data-total=move || total.get()
                     data-follow=move || follow.get().to_string()
-                    class="h-[65vh] overflow-auto [overflow-anchor:none] rounded border border-slate-800 bg-black/60 py-2 font-mono text-xs leading-5 text-slate-200"
+                    class="h-[65vh] overflow-auto [overflow-anchor:none] focus:outline-none focus-visible:ring-2 focus-visible:ring-sky-500 rounded border border-slate-800 bg-black/60 py-2 font-mono text-xs leading-5 text-slate-200"
                 >
                     <div style=move || format!("height:{}px;position:relative", total.get() * ROW_PX as u64)>
                         <div style=move || format!("transform:translateY({}px)", window.get().0 * ROW_PX as u64)>
