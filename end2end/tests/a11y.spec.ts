@@ -1,5 +1,6 @@
 import { test, expect, Page } from "@playwright/test";
 import { api, deployViaApi, makeRepo, waitForEnd } from "./helpers";
+import { storageState } from "../playwright.config";
 
 const roles = ["button", "link", "textbox", "searchbox", "spinbutton", "checkbox", "combobox", "log", "progressbar"] as const;
 
@@ -15,7 +16,7 @@ async function everyControlNamed(page: Page): Promise<number> {
   return checked;
 }
 
-test("every control on every page has an accessible name; nothing overflows at phone width", async ({ page, request }, testInfo) => {
+test("every control on every page has an accessible name; nothing overflows at phone width", async ({ page, request, baseURL }, testInfo) => {
   const id = await deployViaApi(request, `a11y-${Date.now() % 1_000_000}`, makeRepo());
   const done = await waitForEnd(request, id);
   expect(done.status).toBe("success");
@@ -25,6 +26,13 @@ test("every control on every page has an accessible name; nothing overflows at p
     ["monitor", `/deployments/${id}`],
     ["tokens", "/settings/tokens"],
   ];
+
+  // Every request goes to Slipway itself: no CDN, no font or script from elsewhere.
+  const foreign: string[] = [];
+  page.on("request", (r) => {
+    const url = new URL(r.url());
+    if (url.host !== new URL(baseURL ?? "").host || !/^(http|ws)/.test(url.protocol)) foreign.push(r.url());
+  });
 
   for (const width of [1280, 390]) {
     await page.setViewportSize({ width, height: width > 800 ? 800 : 844 });
@@ -39,6 +47,33 @@ test("every control on every page has an accessible name; nothing overflows at p
       await page.screenshot({ path: testInfo.outputPath(`${name}-${width}.png`), fullPage: true });
     }
   }
+  expect(foreign).toEqual([]);
+});
+
+test("pages are useful without JavaScript: the monitor's status and last lines, a working Deploy", async ({ browser, request }, testInfo) => {
+  const id = await deployViaApi(request, `nojs-${Date.now() % 1_000_000}`, makeRepo());
+  const done = await waitForEnd(request, id);
+  expect(done.status).toBe("success");
+  const context = await browser.newContext({ javaScriptEnabled: false, storageState });
+  const page = await context.newPage();
+
+  await page.goto(`/deployments/${id}`);
+  await expect(page.getByTestId("status")).toHaveText("success");
+  await expect(page.getByRole("log")).toContainText("Deployment successful");
+  await expect(page.locator('[data-stage="end"]')).toHaveAttribute("data-state", "done");
+  await expect(page.getByRole("link", { name: "Open app" })).toBeVisible();
+  await page.screenshot({ path: testInfo.outputPath("monitor-no-js.png"), fullPage: true });
+
+  // The Deploy button is a form: without the WebAssembly it posts, and the server sends
+  // the browser to the new deployment's monitor.
+  await page.goto(`/apps/${done.app_id}`);
+  await page.getByRole("button", { name: "Deploy", exact: true }).click();
+  await expect(page).toHaveURL(/\/deployments\/\d+$/);
+  const second = Number(page.url().split("/").pop());
+  expect(second).toBeGreaterThan(id);
+  await expect(page.getByTestId("status")).toHaveText(/pending|cloning|building|deploying|success/);
+  expect((await waitForEnd(request, second)).status).toBe("success");
+  await context.close();
 });
 
 test.afterAll(async ({ request }) => {

@@ -25,12 +25,22 @@ pub fn DeploymentPage() -> impl IntoView {
     move || {
         Suspend::new(async move {
             match initial.await {
-                Ok(view) => view! { <Monitor view /> }.into_any(),
+                Ok(view) => view! {
+                    <Monitor view />
+                    // Until the WebAssembly takes over (or without it), show the log's end:
+                    // the newest lines are what a late joiner came for.
+                    <script inner_html=SCROLL_LOG_TO_END></script>
+                }
+                .into_any(),
                 Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
             }
         })
     }
 }
+
+/// Runs as the page is parsed, before any WebAssembly.
+const SCROLL_LOG_TO_END: &str =
+    "(l=>{if(l)l.scrollTop=l.scrollHeight})(document.querySelector('[role=log]'))";
 
 /// The monitor island: rendered on the server from the stored state and the newest lines,
 /// then live in the browser.

@@ -130,6 +130,9 @@ pub fn LogView(
             el.set_scroll_top(target.max(0.0) as i32);
         }
     };
+    // Where the last scroll event (or our own scrolling) left the log; the page may have
+    // scrolled it to the end before hydration.
+    let last_top = StoredValue::new(0.0f64);
     // Follow mode keeps the newest line in view as lines arrive.
     Effect::new(move |_| {
         let _ = total.get();
@@ -138,6 +141,7 @@ pub fn LogView(
             request_animation_frame(move || {
                 if let Some(el) = container.get_untracked() {
                     el.set_scroll_top(el.scroll_height());
+                    last_top.set_value(el.scroll_top() as f64);
                 }
             });
         }
@@ -145,6 +149,7 @@ pub fn LogView(
     // Measure the real height once mounted.
     Effect::new(move |_| {
         if let Some(el) = container.get() {
+            last_top.set_value(el.scroll_top() as f64);
             let height = el.client_height() as f64;
             if height > 0.0 {
                 set_viewport.set(height);
@@ -157,7 +162,6 @@ pub fn LogView(
     // turns it back on.
     let last_input = StoredValue::new(f64::NEG_INFINITY);
     let on_input = move || last_input.set_value(now_ms());
-    let last_top = StoredValue::new(0.0f64);
     let on_scroll = move |_| {
         if let Some(el) = container.get_untracked() {
             let top = el.scroll_top() as f64;
