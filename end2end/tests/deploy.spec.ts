@@ -120,6 +120,31 @@ test("a dropped monitor connection resumes with since= and shows every line once
   expect(errors).toEqual([]);
 });
 
+test("a monitor frozen in a background tab catches up at once when it comes back", async ({ page }, testInfo) => {
+  const errors = watchConsole(page);
+  await addApp(page, `frozen-${Date.now() % 100000}`, makeRepo([slowLines(40)]));
+  await page.getByRole("button", { name: "Deploy" }).click();
+  await expect(page).toHaveURL(/\/deployments\/\d+$/);
+  const log = page.getByRole("log");
+  await expect(log).toContainText("slow line 3", { timeout: 120_000 });
+
+  // What Chrome does to a tab in the background for long: freeze it (no task runs, no
+  // timer fires), while the build goes on.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
+  await new Promise((r) => setTimeout(r, 6_000));
+  await cdp.send("Page.setWebLifecycleState", { state: "active" });
+  const back = Date.now();
+  await expect(page.getByTestId("status")).toHaveText("success", { timeout: 120_000 });
+  await expect(log.locator("[data-seq]").filter({ hasText: "Deployment successful" })).toBeInViewport();
+  console.log(`background tab: the newest line shown ${Date.now() - back} ms after the tab came back`);
+  const rows = await collectRows(log);
+  expectContiguous(rows);
+  expect([...rows.values()].filter((t) => /^slow line \d+$/.test(t)).length).toBe(40);
+  await page.screenshot({ path: testInfo.outputPath("unfrozen-monitor.png"), fullPage: true });
+  expect(errors).toEqual([]);
+});
+
 // Remove what the tests deployed: deleting an app stops and removes its container.
 test.afterAll(async ({ request }) => {
   const headers = api;
