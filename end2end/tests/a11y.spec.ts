@@ -48,6 +48,14 @@ test("every control on every page has an accessible name; nothing overflows at p
     }
   }
   expect(foreign).toEqual([]);
+
+  // The WebAssembly goes out brotli-compressed, within its budget.
+  const wasm = await request.fetch("/pkg/slipway_bg.wasm", { headers: { "Accept-Encoding": "br" } });
+  expect(wasm.status()).toBe(200);
+  expect(wasm.headers()["content-encoding"]).toBe("br");
+  const sent = Number(wasm.headers()["content-length"]);
+  console.log(`WebAssembly sent: ${sent} bytes (brotli)`);
+  expect(sent).toBeLessThanOrEqual(250_000);
 });
 
 test("pages are useful without JavaScript: the monitor's status and last lines, a working Deploy", async ({ browser, request }, testInfo) => {
