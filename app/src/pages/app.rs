@@ -3,7 +3,7 @@
 //! Rendered on the server; the Deploy button, the settings form and each Redeploy button
 //! are islands.
 
-use super::{BUTTON, ErrorNote, INPUT, StatusBadge, age, error_text, go_to, when};
+use super::{BUTTON, ErrorNote, INPUT, StatusBadge, age, error_text, field_error, go_to, when};
 use crate::api::{Deploy, FieldProblem, Redeploy, UpdateApp, get_app};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -152,13 +152,7 @@ fn SettingsForm(app: App) -> impl IntoView {
             Ok(Ok(_)) => None,
         })
     };
-    let field_error = move |field: &'static str| {
-        move || {
-            problem()
-                .filter(|p| p.field.as_deref() == Some(field))
-                .map(|p| view! { <p class="mt-1 text-sm text-rose-300" id=format!("settings-{field}-error")>{p.message}</p> })
-        }
-    };
+    let field_error = field_error(problem, "settings-");
     let other_error = move || {
         problem()
             .filter(|p| {

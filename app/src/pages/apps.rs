@@ -1,6 +1,6 @@
 //! `/`: the apps, and a form to add one.
 
-use super::{ErrorNote, INPUT, StatusBadge, age, error_text, go_to, when};
+use super::{ErrorNote, INPUT, StatusBadge, age, error_text, field_error, go_to, when};
 use crate::api::{CreateApp, list_apps};
 use leptos::prelude::*;
 
@@ -67,13 +67,7 @@ fn AddAppForm() -> impl IntoView {
             .and_then(|result| result.ok())
             .and_then(|inner| inner.err())
     };
-    let field_error = move |field: &'static str| {
-        move || {
-            problem()
-                .filter(|p| p.field.as_deref() == Some(field))
-                .map(|p| view! { <p class="mt-1 text-sm text-rose-300" id=format!("{field}-error")>{p.message}</p> })
-        }
-    };
+    let field_error = field_error(problem, "");
     let other_error = move || {
         create
             .value()

@@ -2,7 +2,7 @@
 //! and the last lines; `use_deployment_monitor` takes over once the WebAssembly loads.
 
 use super::log_view::LogView;
-use super::{ErrorNote, StatusBadge, error_text};
+use super::{ErrorNote, StatusBadge, error_text, now_ms};
 use crate::api::{CancelDeployment, DeploymentView, deployment_url, get_deployment};
 use crate::monitor::{Connection, DeploymentMonitor, use_deployment_monitor};
 use leptos::prelude::*;
@@ -57,18 +57,6 @@ const STAGES: [Status; 4] = [
     Status::Building,
     Status::Deploying,
 ];
-
-/// Milliseconds since the epoch, in the browser; `None` on the server.
-fn now_ms() -> Option<f64> {
-    #[cfg(feature = "hydrate")]
-    {
-        Some(js_sys::Date::now())
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        None
-    }
-}
 
 fn parse_ms(timestamp: &str) -> Option<f64> {
     #[cfg(feature = "hydrate")]

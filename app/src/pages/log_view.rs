@@ -8,6 +8,7 @@
 //! it has arrived and the server's line until then, so a late join shows the newest line
 //! at once and the older ones fill in as the catch-up streams.
 
+use super::now_ms;
 use crate::ansi;
 use leptos::html::Div;
 use leptos::prelude::*;
@@ -19,18 +20,6 @@ const ROW_PX: f64 = 20.0;
 const OVERSCAN: u64 = 30;
 /// The log's height before it can be measured (server rendering, first paint).
 const VIEWPORT_PX: f64 = 560.0;
-
-/// Milliseconds since the epoch (event handlers run in the browser only).
-fn now_ms() -> f64 {
-    #[cfg(feature = "hydrate")]
-    {
-        js_sys::Date::now()
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        0.0
-    }
-}
 
 #[derive(Clone, PartialEq)]
 struct Row {
@@ -161,14 +150,14 @@ pub fn LogView(
     // or Home); a scroll caused by the log growing never turns it off. Reaching the bottom
     // turns it back on.
     let last_input = StoredValue::new(f64::NEG_INFINITY);
-    let on_input = move || last_input.set_value(now_ms());
+    let on_input = move || last_input.set_value(now_ms().unwrap_or_default());
     let on_scroll = move |_| {
         if let Some(el) = container.get_untracked() {
             let top = el.scroll_top() as f64;
             let height = el.client_height() as f64;
             let at_bottom = top + height >= el.scroll_height() as f64 - ROW_PX * 1.5;
             let jumped_up = top < last_top.get_value() - height;
-            let by_reader = now_ms() - last_input.get_value() < 1000.0;
+            let by_reader = now_ms().unwrap_or_default() - last_input.get_value() < 1000.0;
             last_top.set_value(top);
             if at_bottom && !follow.get_untracked() {
                 set_follow.set(true);

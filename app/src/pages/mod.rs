@@ -73,6 +73,33 @@ pub fn age_text(seconds: f64) -> String {
     }
 }
 
+/// Milliseconds since the epoch, in the browser; `None` on the server.
+pub fn now_ms() -> Option<f64> {
+    #[cfg(feature = "hydrate")]
+    {
+        Some(js_sys::Date::now())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        None
+    }
+}
+
+/// The message under a form field, when `problem` names that field; its id is
+/// `{prefix}{field}-error`.
+pub fn field_error(
+    problem: impl Fn() -> Option<crate::api::FieldProblem> + Copy + Send + Sync + 'static,
+    prefix: &'static str,
+) -> impl Fn(&'static str) -> Box<dyn Fn() -> Option<AnyView> + Send + Sync> + Copy {
+    move |field| {
+        Box::new(move || {
+            problem()
+                .filter(|p| p.field.as_deref() == Some(field))
+                .map(|p| view! { <p class="mt-1 text-sm text-rose-300" id=format!("{prefix}{field}-error")>{p.message}</p> }.into_any())
+        })
+    }
+}
+
 /// Opens `path` as a new page load: the router runs on the server only.
 pub fn go_to(path: &str) {
     #[cfg(feature = "hydrate")]
