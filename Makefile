@@ -4,7 +4,6 @@
 SHELL := /bin/bash
 export SLIPWAY_ADDR ?= 127.0.0.1:3000
 export SLIPWAY_DATA_DIR ?= ./data
-export LEPTOS_SITE_ROOT := target/site
 
 .PHONY: run test setup site server unit integration e2e wasm-check bench clean
 
@@ -22,9 +21,10 @@ site:
 server:
 	cargo build --release -p server --bin slipway
 
-# Unit tests of every crate, and the engine against a fake runtime.
+# Unit tests of every crate, and the engine against a fake runtime; clippy on every target.
 unit:
 	cargo test -p protocol -p engine -p app -p bench
+	cargo clippy --all-targets -- -D warnings
 
 # The browser build must not pull in the server's runtime (leptos issue 3625).
 wasm-check:

@@ -1,16 +1,56 @@
-//! Server functions: the dashboard's own actions. Each calls the same engine methods as
-//! the HTTP API, so both paths share validation and behaviour.
+//! Server functions: the dashboard's own actions. Each parses its form into the protocol's
+//! types with the same rules as the JSON API and calls the same engine methods, so both
+//! paths share validation and behaviour. They fail with [`AppError`]: the code and
+//! message the JSON API would answer, and the form field at fault.
 
 use leptos::prelude::*;
-use protocol::{ApiToken, App, AppId, CreatedToken, Deployment, DeploymentId, LogLine};
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use protocol::{ApiToken, App, AppId, CreatedToken, Deployment, DeploymentId, ErrorCode, LogLine};
 use serde::{Deserialize, Serialize};
 
-/// A rejected form field, shown next to its input.
+/// Why a dashboard action failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FieldProblem {
-    /// The field at fault, when there is one.
-    pub field: Option<String>,
+pub struct AppError {
+    pub code: ErrorCode,
     pub message: String,
+    /// The form field at fault, when there is one; the message is shown next to it.
+    pub field: Option<String>,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> AppError {
+        AppError {
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    /// The request itself failed (the network, the server is away).
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::new(ErrorCode::Unavailable, value.to_string())
+    }
+}
+
+impl From<protocol::validate::FieldError> for AppError {
+    fn from(problem: protocol::validate::FieldError) -> Self {
+        AppError {
+            code: ErrorCode::Unprocessable,
+            message: problem.to_string(),
+            field: Some(problem.field),
+        }
+    }
 }
 
 /// What the app page shows.
@@ -32,9 +72,8 @@ pub struct DeploymentView {
 pub const RECENT_LINES: u64 = 200;
 
 #[server]
-pub async fn list_apps() -> Result<Vec<App>, ServerFnError> {
-    use self::ssr::*;
-    engine()?.apps().await.map_err(internal)
+pub async fn list_apps() -> Result<Vec<App>, AppError> {
+    Ok(ssr::engine()?.apps().await?)
 }
 
 #[server]
@@ -45,85 +84,55 @@ pub async fn create_app(
     dockerfile: String,
     port: String,
     env: String,
-) -> Result<Result<AppId, FieldProblem>, ServerFnError> {
-    use self::ssr::*;
-    let port = match port.trim() {
-        "" => None,
-        text => match text.parse::<i64>() {
-            Ok(port) => Some(port),
-            Err(_) => {
-                return Ok(Err(FieldProblem {
-                    field: Some("port".into()),
-                    message: "port: must be a number from 1 to 65535".into(),
-                }));
-            }
-        },
-    };
-    let env = match parse_env(&env) {
-        Ok(env) => env,
-        Err(message) => {
-            return Ok(Err(FieldProblem {
-                field: Some("env".into()),
-                message,
-            }));
-        }
-    };
-    let blank_to_none = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    let new = protocol::NewApp {
-        name: name.trim().to_owned(),
-        repo_url: repo_url.trim().to_owned(),
-        branch: blank_to_none(branch),
-        dockerfile: blank_to_none(dockerfile),
-        port,
-        env,
-    };
-    match engine()?.create_app(new).await {
-        Ok(app) => Ok(Ok(app.id)),
-        Err(::engine::EngineError::Invalid(problem)) => Ok(Err(FieldProblem {
-            message: problem.to_string(),
-            field: Some(problem.field),
-        })),
-        Err(::engine::EngineError::Conflict(message)) => Ok(Err(FieldProblem {
-            field: Some("name".into()),
-            message: format!("name: {message}"),
-        })),
-        Err(e) => Err(internal(e)),
+) -> Result<AppId, AppError> {
+    let new = protocol::NewApp::from_form(&name, &repo_url, &branch, &dockerfile, &port, &env)?;
+    Ok(ssr::engine()?.create_app(new).await?.id)
+}
+
+impl CreateApp {
+    /// The server's rules, checked in the browser before the form is sent (local paths
+    /// are left to the server, which knows whether it accepts them).
+    pub fn check(&self) -> Result<(), AppError> {
+        let new = protocol::NewApp::from_form(
+            &self.name,
+            &self.repo_url,
+            &self.branch,
+            &self.dockerfile,
+            &self.port,
+            &self.env,
+        )?;
+        protocol::validate::new_app(&new, true)?;
+        Ok(())
     }
 }
 
 #[server]
-pub async fn get_app(id: i64) -> Result<AppView, ServerFnError> {
-    use self::ssr::*;
-    let engine = engine()?;
-    let app = engine.app(id).await.map_err(internal)?;
-    let deployments = engine.deployments(id).await.map_err(internal)?;
+pub async fn get_app(id: i64) -> Result<AppView, AppError> {
+    let engine = ssr::engine()?;
+    let app = engine.app(id).await?;
+    let deployments = engine.deployments(id).await?;
     Ok(AppView { app, deployments })
 }
 
 /// Queues a deployment; answers its id (the browser opens its monitor; a plain form post
 /// is redirected there).
 #[server]
-pub async fn deploy(app_id: i64) -> Result<DeploymentId, ServerFnError> {
-    use self::ssr::*;
-    let deployment = engine()?.deploy(app_id).await.map_err(internal)?;
+pub async fn deploy(app_id: i64) -> Result<DeploymentId, AppError> {
+    let deployment = ssr::engine()?.deploy(app_id).await?;
     leptos_axum::redirect(&format!("/deployments/{}", deployment.id));
     Ok(deployment.id)
 }
 
 #[server]
-pub async fn get_deployment(id: i64) -> Result<DeploymentView, ServerFnError> {
-    use self::ssr::*;
-    let engine = engine()?;
-    let deployment = engine.deployment(id).await.map_err(internal)?;
+pub async fn get_deployment(id: i64) -> Result<DeploymentView, AppError> {
+    let engine = ssr::engine()?;
+    let deployment = engine.deployment(id).await?;
     let app_name = engine
         .app(deployment.app_id)
         .await
         .map(|a| a.name)
         .unwrap_or_default();
-    let recent_lines = engine
-        .recent_lines(id, RECENT_LINES)
-        .await
-        .map_err(internal)?;
+    let recent_lines = engine.recent_lines(id, RECENT_LINES).await?;
     Ok(DeploymentView {
         deployment,
         app_name,
@@ -133,9 +142,8 @@ pub async fn get_deployment(id: i64) -> Result<DeploymentView, ServerFnError> {
 
 /// Deploys an earlier successful deployment's image again and opens its monitor.
 #[server]
-pub async fn redeploy(id: i64) -> Result<DeploymentId, ServerFnError> {
-    use self::ssr::*;
-    let deployment = engine()?.redeploy(id).await.map_err(internal)?;
+pub async fn redeploy(id: i64) -> Result<DeploymentId, AppError> {
+    let deployment = ssr::engine()?.redeploy(id).await?;
     leptos_axum::redirect(&format!("/deployments/{}", deployment.id));
     Ok(deployment.id)
 }
@@ -143,9 +151,8 @@ pub async fn redeploy(id: i64) -> Result<DeploymentId, ServerFnError> {
 /// Where a deployment's app answers, once it succeeded: for the monitor of a deployment
 /// that went live while watched.
 #[server]
-pub async fn deployment_url(id: i64) -> Result<Option<String>, ServerFnError> {
-    use self::ssr::*;
-    Ok(engine()?.deployment(id).await.map_err(internal)?.url)
+pub async fn deployment_url(id: i64) -> Result<Option<String>, AppError> {
+    Ok(ssr::engine()?.deployment(id).await?.url)
 }
 
 /// Changes an app's settings. `env_set` holds `NAME=value` lines to add or change;
@@ -160,99 +167,96 @@ pub async fn update_app(
     port: String,
     env_set: String,
     env_remove: String,
-) -> Result<Result<Vec<String>, FieldProblem>, ServerFnError> {
-    use self::ssr::*;
-    let problem = |field: &str, message: String| {
-        Ok(Err(FieldProblem {
-            field: Some(field.to_owned()),
-            message,
-        }))
-    };
-    let port = match port.trim() {
-        "" => Some(None),
-        text => match text.parse::<i64>() {
-            Ok(port) => Some(Some(port)),
-            Err(_) => return problem("port", "port: must be a number from 1 to 65535".into()),
-        },
-    };
-    let mut env = std::collections::BTreeMap::new();
-    match parse_env(&env_set) {
-        Ok(set) => env.extend(set.into_iter().map(|(k, v)| (k, Some(v)))),
-        Err(message) => return problem("env_set", message),
-    }
-    for name in env_remove
-        .split([' ', ',', '\n'])
-        .filter(|n| !n.trim().is_empty())
-    {
-        env.insert(name.trim().to_owned(), None);
+) -> Result<Vec<String>, AppError> {
+    use protocol::validate::{blank_to_none, env_lines, port_text};
+    let mut env: std::collections::BTreeMap<String, Option<String>> =
+        env_lines(&env_set, "env_set")?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+    for name in env_remove.split([' ', ',', '\n']).map(str::trim) {
+        if !name.is_empty() {
+            env.insert(name.to_owned(), None);
+        }
     }
     let changes = protocol::AppChanges {
         repo_url: Some(repo_url.trim().to_owned()),
-        branch: Some(branch.trim().to_owned()).filter(|b| !b.is_empty()),
-        dockerfile: Some(dockerfile.trim().to_owned()).filter(|d| !d.is_empty()),
-        port,
+        branch: blank_to_none(&branch),
+        dockerfile: blank_to_none(&dockerfile),
+        port: Some(port_text(&port, "port")?),
         env,
     };
-    match engine()?.update_app(id, changes).await {
-        Ok(app) => Ok(Ok(app.env_keys)),
-        Err(::engine::EngineError::Invalid(p)) => {
-            let field = if p.field == "env" {
-                "env_set".to_owned()
-            } else {
-                p.field.clone()
-            };
-            problem(&field, p.to_string())
+    match ssr::engine()?.update_app(id, changes).await {
+        Ok(app) => Ok(app.env_keys),
+        // The form's field for variables is `env_set`.
+        Err(e) => {
+            let mut error = AppError::from(e);
+            if error.field.as_deref() == Some("env") {
+                error.field = Some("env_set".into());
+            }
+            Err(error)
         }
-        Err(e) => Err(internal(e)),
+    }
+}
+
+impl UpdateApp {
+    /// The server's rules for the fields given, checked in the browser before sending.
+    pub fn check(&self) -> Result<(), AppError> {
+        use protocol::validate;
+        validate::repo_url(self.repo_url.trim(), true)?;
+        if let Some(branch) = validate::blank_to_none(&self.branch) {
+            validate::branch_name(&branch)?;
+        }
+        if let Some(dockerfile) = validate::blank_to_none(&self.dockerfile) {
+            validate::dockerfile_path(&dockerfile)?;
+        }
+        if let Some(port) = validate::port_text(&self.port, "port")? {
+            validate::port(port)?;
+        }
+        let env = validate::env_lines(&self.env_set, "env_set")?;
+        validate::env(&env).map_err(|mut problem| {
+            problem.field = "env_set".into();
+            problem
+        })?;
+        Ok(())
     }
 }
 
 #[server]
-pub async fn cancel_deployment(id: i64) -> Result<(), ServerFnError> {
-    use self::ssr::*;
-    engine()?.cancel(id).await.map_err(internal)?;
+pub async fn cancel_deployment(id: i64) -> Result<(), AppError> {
+    ssr::engine()?.cancel(id).await?;
     Ok(())
 }
 
 /// Who is signed in, for the header; `None` on the public sign-in pages.
 #[server]
-pub async fn current_user() -> Result<Option<String>, ServerFnError> {
-    Ok(self::ssr::principal().await.map(|p| p.name))
+pub async fn current_user() -> Result<Option<String>, AppError> {
+    Ok(ssr::principal().await.map(|p| p.name))
 }
 
 #[server]
-pub async fn list_tokens() -> Result<Vec<ApiToken>, ServerFnError> {
-    use self::ssr::*;
-    engine()?.auth().tokens().await.map_err(internal)
+pub async fn list_tokens() -> Result<Vec<ApiToken>, AppError> {
+    Ok(ssr::engine()?.auth().tokens().await?)
 }
 
 /// Creates an API token; the answer is the only time its secret is shown.
 #[server]
-pub async fn new_token(name: String) -> Result<Result<CreatedToken, FieldProblem>, ServerFnError> {
-    use self::ssr::*;
-    let by = principal()
+pub async fn new_token(name: String) -> Result<CreatedToken, AppError> {
+    let by = ssr::principal()
         .await
-        .ok_or_else(|| ServerFnError::new("sign in first"))?;
-    match engine()?.auth().create_token(&name, &by).await {
-        Ok(created) => Ok(Ok(created)),
-        Err(::engine::EngineError::Invalid(problem)) => Ok(Err(FieldProblem {
-            field: Some(problem.field.clone()),
-            message: problem.to_string(),
-        })),
-        Err(e) => Err(internal(e)),
-    }
+        .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "sign in first"))?;
+    Ok(ssr::engine()?.auth().create_token(&name, &by).await?)
 }
 
 #[server]
-pub async fn revoke_token(id: i64) -> Result<(), ServerFnError> {
-    use self::ssr::*;
-    engine()?.auth().revoke_token(id).await.map_err(internal)
+pub async fn revoke_token(id: i64) -> Result<(), AppError> {
+    Ok(ssr::engine()?.auth().revoke_token(id).await?)
 }
 
 #[cfg(feature = "ssr")]
 mod ssr {
-    use leptos::prelude::*;
-    use std::collections::BTreeMap;
+    use super::AppError;
+    use protocol::ErrorCode;
 
     /// The request's principal, put there by the server's gate.
     pub async fn principal() -> Option<engine::auth::Principal> {
@@ -262,38 +266,23 @@ mod ssr {
             .map(|axum::Extension(p)| p)
     }
 
-    pub fn engine() -> Result<engine::Engine, ServerFnError> {
-        use_context::<engine::Engine>()
-            .ok_or_else(|| ServerFnError::new("the engine is not available"))
+    pub fn engine() -> Result<engine::Engine, AppError> {
+        leptos::prelude::use_context::<engine::Engine>()
+            .ok_or_else(|| AppError::new(ErrorCode::Internal, engine::error::INTERNAL_MESSAGE))
     }
 
-    /// Engine errors for the page: what a person can act on, never internal detail.
-    pub fn internal(e: engine::EngineError) -> ServerFnError {
-        match e {
-            engine::EngineError::NotFound(m) | engine::EngineError::Conflict(m) => {
-                ServerFnError::new(m)
+    /// The JSON API's rule (`EngineError::code`); internal detail goes to the log only.
+    impl From<engine::EngineError> for AppError {
+        fn from(e: engine::EngineError) -> Self {
+            let code = e.code();
+            if code == ErrorCode::Internal {
+                leptos::logging::error!("server function failed: {e}");
             }
-            engine::EngineError::Invalid(f) => ServerFnError::new(f.to_string()),
-            other => {
-                leptos::logging::error!("server function failed: {other}");
-                ServerFnError::new("internal error: the server log has the details")
+            AppError {
+                code,
+                message: e.public_message(),
+                field: e.field().map(str::to_owned),
             }
         }
-    }
-
-    /// `KEY=value` lines; blank lines and `#` comments are skipped.
-    pub fn parse_env(text: &str) -> Result<BTreeMap<String, String>, String> {
-        let mut env = BTreeMap::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| format!("env: line {} must look like NAME=value", n + 1))?;
-            env.insert(key.trim().to_owned(), value.to_owned());
-        }
-        Ok(env)
     }
 }

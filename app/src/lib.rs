@@ -6,11 +6,12 @@
 //!   the pages' static markup.
 //! - [`api`]: server functions; on the server they call the engine, in the browser they
 //!   are HTTP calls.
-//! - [`monitor`]: `use_deployment_monitor`, the reactive hook behind the live monitor.
+//! - [`monitor`]: `use_deployment_monitor`, the reactive hook behind the live monitor; it
+//!   owns the deployment's lines, filed by `seq` in a [`log_book::LogBook`].
 //! - [`pages`]: the apps list, the app page and the deployment monitor.
 
-pub mod ansi;
 pub mod api;
+pub mod log_book;
 pub mod monitor;
 pub mod pages;
 
@@ -23,6 +24,7 @@ pub use monitor::{Connection, DeploymentMonitor, use_deployment_monitor};
 
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let stylesheet = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -34,7 +36,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone() />
                 <HydrationScripts options islands=true />
                 <title>"Slipway"</title>
-                <link rel="stylesheet" id="slipway-css" href="/pkg/slipway.css" />
+                <link rel="stylesheet" id="slipway-css" href=stylesheet />
             </head>
             <body class="min-h-screen bg-slate-950 text-slate-100 antialiased">
                 <App />

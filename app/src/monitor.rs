@@ -1,12 +1,16 @@
-//! `use_deployment_monitor`: the live state of one deployment as signals.
+//! `use_deployment_monitor`: the live state of one deployment as signals, and the one
+//! owner of its log lines in the browser.
 //!
-//! In the browser it opens the monitor WebSocket, applies every event, and after a
-//! dropped connection reconnects with exponential backoff and jitter, resuming with
-//! `since=<last seq>`, so each line appears exactly once. On the server it does nothing:
-//! pages render from server functions and the hook takes over after hydration.
+//! The hook starts from what the server rendered (the status and the newest lines, each
+//! with its `seq`), opens the monitor WebSocket with `since=<newest seq>`, and files every
+//! line in a [`LogBook`] by its `seq`. Older lines are loaded page by page when the viewer
+//! asks for them ([`DeploymentMonitor::want`]). After a dropped connection it reconnects
+//! with exponential backoff and jitter, resuming with `since=<last seq>`, so each line
+//! appears exactly once. On the server it only holds the rendered state.
 
+use crate::log_book::LogBook;
 use leptos::prelude::*;
-use protocol::{DeploymentId, ErrorBody, LogLine, StatusData};
+use protocol::{DeploymentId, ErrorBody, LogLine, Seq, StatusData};
 
 /// The state of the monitor's connection, for the UI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,20 +37,27 @@ impl Connection {
 
 #[derive(Debug, Clone, Copy)]
 pub struct DeploymentMonitor {
+    pub id: DeploymentId,
     /// The latest status event, once one arrived.
     pub status: ReadSignal<Option<StatusData>>,
-    /// Every log line received, in `seq` order, without gaps or repeats.
-    pub lines: ReadSignal<Vec<LogLine>>,
+    /// Every line known, filed by `seq`.
+    pub lines: ReadSignal<LogBook>,
     pub connection: ReadSignal<Connection>,
     /// An `error` event from the server (unknown deployment, bad request).
     pub error: ReadSignal<Option<ErrorBody>>,
+    set_lines: WriteSignal<LogBook>,
+    /// Pages being loaded, by their first `seq`.
+    loading: StoredValue<Vec<Seq>>,
 }
 
-/// Watches deployment `id` live. Call it inside a component; it stops when the
-/// component is dropped.
-pub fn use_deployment_monitor(id: DeploymentId) -> DeploymentMonitor {
+/// Watches deployment `id` live, starting from the lines the server rendered (`seed`).
+/// Call it inside a component; it stops when the component is dropped.
+pub fn use_deployment_monitor(id: DeploymentId, seed: Vec<LogLine>) -> DeploymentMonitor {
+    let since = seed.last().map(|l| l.seq).unwrap_or(0);
+    let mut book = LogBook::default();
+    book.insert(seed);
     let (status, set_status) = signal(None::<StatusData>);
-    let (lines, set_lines) = signal(Vec::<LogLine>::new());
+    let (lines, set_lines) = signal(book);
     let (connection, set_connection) = signal(Connection::Connecting);
     let (error, set_error) = signal(None::<ErrorBody>);
     let setters = Setters {
@@ -58,15 +69,45 @@ pub fn use_deployment_monitor(id: DeploymentId) -> DeploymentMonitor {
     // Effects run only in the browser, after hydration.
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
-        browser::start(id, setters);
+        browser::start(id, since, setters);
         #[cfg(not(feature = "hydrate"))]
-        let _ = (id, setters);
+        let _ = (since, setters);
     });
     DeploymentMonitor {
+        id,
         status,
         lines,
         connection,
         error,
+        set_lines,
+        loading: StoredValue::new(Vec::new()),
+    }
+}
+
+impl DeploymentMonitor {
+    /// Lines `from..=to` are about to be shown: loads the pages that hold missing ones.
+    pub fn want(&self, from: Seq, to: Seq) {
+        let pages = self
+            .lines
+            .with_untracked(|book| book.missing_pages(from, to));
+        for (first, last) in pages {
+            if self.loading.with_value(|l| l.contains(&first)) {
+                continue;
+            }
+            self.loading.update_value(|l| l.push(first));
+            #[cfg(feature = "hydrate")]
+            {
+                let (id, set_lines, loading) = (self.id, self.set_lines, self.loading);
+                leptos::task::spawn_local(async move {
+                    if let Some(lines) = browser::page(id, first, last).await {
+                        set_lines.update(|book| book.insert(lines));
+                    }
+                    loading.update_value(|l| l.retain(|p| *p != first));
+                });
+            }
+            #[cfg(not(feature = "hydrate"))]
+            let _ = (last, self.set_lines);
+        }
     }
 }
 
@@ -74,25 +115,24 @@ pub fn use_deployment_monitor(id: DeploymentId) -> DeploymentMonitor {
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 struct Setters {
     status: WriteSignal<Option<StatusData>>,
-    lines: WriteSignal<Vec<LogLine>>,
+    lines: WriteSignal<LogBook>,
     connection: WriteSignal<Connection>,
     error: WriteSignal<Option<ErrorBody>>,
 }
 
 /// Applies one event to the state; returns whether it was terminal (a terminal status or
-/// an error).
-/// Pure, so the resume logic is tested without a browser.
+/// an error). Pure, so the resume logic is tested without a browser.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn apply(
     event: protocol::Event,
-    last_seq: &mut u64,
+    last_seq: &mut Seq,
     on_status: &mut impl FnMut(StatusData),
     on_line: &mut impl FnMut(LogLine),
     on_error: &mut impl FnMut(ErrorBody),
 ) -> bool {
     match event {
         protocol::Event::Log { data, .. } => {
-            // Rule 2 makes seq contiguous; never show a line twice, whatever arrives.
+            // Rule 2 makes seq contiguous; `since` is the last seq received in order.
             if data.seq == *last_seq + 1 {
                 *last_seq = data.seq;
                 on_line(data);
@@ -111,28 +151,6 @@ fn apply(
     }
 }
 
-/// A stored log as lines numbered from 1; an unfinished last line (no `\n` yet) is left
-/// for the monitor to deliver. `None` when line boundaries are ambiguous: the server cuts
-/// lines longer than `MAX_LINE_BYTES` into pieces without `\n`, so a longer line here
-/// means the numbering could not be trusted, and the monitor delivers everything instead.
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-fn split_log(text: &str) -> Option<Vec<LogLine>> {
-    let mut lines = Vec::new();
-    for line in text.split_inclusive('\n') {
-        if line.len() > protocol::MAX_LINE_BYTES {
-            return None;
-        }
-        if line.ends_with('\n') {
-            lines.push(LogLine {
-                seq: lines.len() as u64 + 1,
-                line: line.to_owned(),
-                timestamp: String::new(),
-            });
-        }
-    }
-    Some(lines)
-}
-
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::{Connection, Setters, apply};
@@ -140,8 +158,7 @@ mod browser {
     use futures_util::future::{Either, select};
     use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
     use leptos::prelude::*;
-    use protocol::DeploymentId;
-    use protocol::LogLine;
+    use protocol::{DeploymentId, LogLine, Seq};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -150,14 +167,14 @@ mod browser {
     /// Lines received are shown at most this often (ms), in one update.
     const FLUSH_MS: f64 = 50.0;
 
-    pub fn start(id: DeploymentId, setters: Setters) {
+    pub fn start(id: DeploymentId, since: Seq, setters: Setters) {
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
         on_cleanup(move || flag.store(true, Ordering::Relaxed));
-        leptos::task::spawn_local(run(id, setters, stopped));
+        leptos::task::spawn_local(run(id, since, setters, stopped));
     }
 
-    fn url(id: DeploymentId, since: u64) -> String {
+    fn url(id: DeploymentId, since: Seq) -> String {
         let location = window().location();
         let scheme = if location.protocol().as_deref() == Ok("https:") {
             "wss"
@@ -176,28 +193,20 @@ mod browser {
         let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
     }
 
-    /// Every complete line stored so far, in one HTTP request: far cheaper than one
-    /// WebSocket event per line for a long log. The monitor then resumes after them.
-    async fn stored_lines(id: DeploymentId) -> Option<Vec<LogLine>> {
-        let response = gloo_net::http::Request::get(&format!("/api/deployments/{id}/logs"))
-            .send()
-            .await
-            .ok()?;
+    /// Lines `first..=last` from the server, numbered by it.
+    pub async fn page(id: DeploymentId, first: Seq, last: Seq) -> Option<Vec<LogLine>> {
+        let url = format!("/api/deployments/{id}/lines?from={first}&to={last}");
+        let response = gloo_net::http::Request::get(&url).send().await.ok()?;
         if !response.ok() {
             return None;
         }
         let text = response.text().await.ok()?;
-        super::split_log(&text)
+        serde_json::from_str::<protocol::LogPage>(&text)
+            .ok()
+            .map(|page| page.lines)
     }
 
-    async fn run(id: DeploymentId, setters: Setters, stopped: Arc<AtomicBool>) {
-        let mut last_seq = 0u64;
-        if let Some(lines) = stored_lines(id).await {
-            last_seq = lines.len() as u64;
-            if !lines.is_empty() {
-                setters.lines.set(lines);
-            }
-        }
+    async fn run(id: DeploymentId, mut last_seq: Seq, setters: Setters, stopped: Arc<AtomicBool>) {
         let mut failures = 0i32;
         loop {
             if stopped.load(Ordering::Relaxed) {
@@ -206,7 +215,7 @@ mod browser {
             let mut ended = false;
             if let Ok(socket) = WebSocket::open(&url(id, last_seq)) {
                 let (_write, mut read) = socket.split();
-                // Lines are applied at most every FLUSH_MS: one signal update (and one
+                // Lines are filed at most every FLUSH_MS: one signal update (and one
                 // render) for a whole burst of catch-up lines, and at once when the
                 // stream goes quiet.
                 let mut pending = Vec::new();
@@ -214,7 +223,7 @@ mod browser {
                 let flush = |pending: &mut Vec<LogLine>, last_flush: &mut f64| {
                     if !pending.is_empty() {
                         let batch = std::mem::take(pending);
-                        setters.lines.update(|lines| lines.extend(batch));
+                        setters.lines.update(|book| book.insert(batch));
                     }
                     *last_flush = js_sys::Date::now();
                 };
@@ -309,27 +318,8 @@ mod tests {
     fn status(status: Status) -> Event {
         Event::Status {
             timestamp: String::new(),
-            data: StatusData {
-                deployment_id: 1,
-                status,
-                stage: status,
-                progress: status.progress(),
-                message: status.default_message().into(),
-                error_message: String::new(),
-                duration: None,
-                failed_stage: None,
-            },
+            data: StatusData::new(1, status, status.progress(), String::new(), None, None),
         }
-    }
-
-    #[test]
-    fn a_stored_log_splits_into_numbered_lines() {
-        let lines = super::split_log("one\ntwo\r50%\rdone\nhalf a li").unwrap_or_default();
-        let got: Vec<(u64, &str)> = lines.iter().map(|l| (l.seq, l.line.as_str())).collect();
-        assert_eq!(got, vec![(1, "one\n"), (2, "two\r50%\rdone\n")]);
-        // A line the server had to cut: numbering unknown, so no shortcut.
-        let long = "x".repeat(protocol::MAX_LINE_BYTES + 1) + "\n";
-        assert!(super::split_log(&long).is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! costs one hash and one map lookup, never a database query (monitor reconnect storms
 //! stay off the database).
 
-use crate::error::{EngineError, Result};
+use crate::error::{Conflict, EngineError, Missing, Result};
 use crate::time;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -226,9 +226,7 @@ impl Auth {
         .execute(&self.pool)
         .await?;
         if created.rows_affected() == 0 {
-            return Err(EngineError::Conflict(
-                "the admin account already exists: sign in instead".into(),
-            ));
+            return Err(Conflict::AccountExists.into());
         }
         self.write().has_users = true;
         self.start_session(username).await
@@ -269,9 +267,7 @@ impl Auth {
         })
         .await?;
         if !(known && matches) {
-            return Err(EngineError::Unauthorized(
-                "wrong username or password".into(),
-            ));
+            return Err(EngineError::Unauthorized("wrong username or password"));
         }
         self.start_session(username).await
     }
@@ -398,8 +394,7 @@ impl Auth {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let hash =
-            hash.ok_or_else(|| EngineError::NotFound(format!("token {id} does not exist")))?;
+        let hash = hash.ok_or(Missing::Token(id))?;
         if let Some(key) = from_hex(&hash) {
             self.write().tokens.remove(&key);
         }

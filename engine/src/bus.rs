@@ -55,7 +55,7 @@ pub struct Snapshot {
 }
 
 impl DeploymentStream {
-    fn new(status: StatusData, last_seq: Seq) -> Self {
+    pub(crate) fn new(status: StatusData, last_seq: Seq) -> Self {
         let (tx, _) = broadcast::channel(STREAM_CAPACITY);
         DeploymentStream {
             state: Mutex::new(StreamState {
@@ -80,10 +80,6 @@ impl DeploymentStream {
             last_seq: state.last_seq,
             rx: state.tx.subscribe(),
         }
-    }
-
-    pub fn status(&self) -> StatusData {
-        self.lock().status.clone()
     }
 
     /// Publishes lines that are already in the store.
@@ -117,10 +113,6 @@ impl DeploymentStream {
             data: data.clone(),
         });
         let _ = state.tx.send(Published::Status { data, json });
-    }
-
-    pub fn viewers(&self) -> usize {
-        self.lock().tx.receiver_count()
     }
 }
 

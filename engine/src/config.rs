@@ -1,5 +1,11 @@
 //! One typed configuration, read from the environment and validated at start.
+//!
+//! Each variable is declared once, below, with its default, its parser and its help:
+//! clap reads them (`slipway serve --help` lists them), and an invalid value is refused
+//! with an error naming the variable.
 
+use clap::error::{ContextKind, ContextValue};
+use clap::{Args, FromArgMatches};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,75 +14,97 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    pub var: String,
     pub message: String,
 }
 
-#[derive(Clone)]
-pub struct Config {
-    /// `SLIPWAY_ADDR`, default `127.0.0.1:3000`.
-    pub addr: SocketAddr,
-    /// `SLIPWAY_DATA_DIR`, default `./data`: the SQLite file, logs and checkouts.
-    pub data_dir: PathBuf,
-    /// `DATABASE_URL`, default `sqlite://<data_dir>/slipway.db`.
-    pub database_url: String,
-    /// `SLIPWAY_ALLOW_LOCAL_REPOS=1` admits `file://` URLs and local paths.
-    pub allow_local_repos: bool,
-    /// `SLIPWAY_ADMIN_TOKEN`: a valid admin API token when set.
-    pub admin_token: Option<String>,
-    /// `DOCKER_HOST`; unset means the local socket.
-    pub docker_host: Option<String>,
-    /// `SLIPWAY_WORKERS`, default 2: deployments built at once (one per app at most).
-    pub workers: usize,
-    /// `SLIPWAY_HEALTH_TIMEOUT_SECS`, default 60: how long a new container has to answer.
-    pub health_timeout: Duration,
-    /// `SLIPWAY_CLONE_TIMEOUT_SECS`, default 300.
-    pub clone_timeout: Duration,
-    /// `SLIPWAY_BUILD_TIMEOUT_SECS`, default 1800: a deployment still running after this
-    /// long ends `failed` with the reason.
-    pub build_timeout: Duration,
-    /// `SLIPWAY_PROGRESS_DEADLINE_SECS`, default 600: a deployment that writes no output
-    /// and changes no status for this long ends `failed` with the reason.
-    pub progress_deadline: Duration,
-    /// `SLIPWAY_CLONE_MAX_MB`, default 1024: a checkout larger than this fails the clone.
-    pub clone_max_bytes: u64,
-    /// `SLIPWAY_PUBLIC_URL`: the dashboard's address as browsers see it, e.g.
-    /// `https://deploy.example.com`. Cookie-authenticated mutations and WebSocket upgrades
-    /// must come from this origin (kept as `scheme://host[:port]`).
-    pub public_url: Option<String>,
-}
+/// A secret: shown as `<redacted>` by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
 
-impl std::fmt::Debug for Config {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("addr", &self.addr)
-            .field("data_dir", &self.data_dir)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("allow_local_repos", &self.allow_local_repos)
-            .field(
-                "admin_token",
-                &self.admin_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("docker_host", &self.docker_host)
-            .field("workers", &self.workers)
-            .field("health_timeout", &self.health_timeout)
-            .field("clone_timeout", &self.clone_timeout)
-            .field("build_timeout", &self.build_timeout)
-            .field("progress_deadline", &self.progress_deadline)
-            .field("clone_max_bytes", &self.clone_max_bytes)
-            .field("public_url", &self.public_url)
-            .finish()
+        f.write_str("<redacted>")
     }
 }
 
-/// Hides a password in `scheme://user:password@host/...`.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://<redacted>@{}", &url[..scheme_end], &url[at + 1..])
+/// A database URL: its password is hidden by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("<redacted>"));
+                write!(f, "{url}")
+            }
+            _ => f.write_str(&self.0),
         }
-        _ => url.to_owned(),
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Where the dashboard and API listen.
+    #[arg(
+        long,
+        env = "SLIPWAY_ADDR",
+        value_name = "SLIPWAY_ADDR",
+        default_value = "127.0.0.1:3000"
+    )]
+    pub addr: SocketAddr,
+    /// The SQLite file, logs and checkouts.
+    #[arg(
+        long,
+        env = "SLIPWAY_DATA_DIR",
+        value_name = "SLIPWAY_DATA_DIR",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+    /// The database; default `sqlite://<SLIPWAY_DATA_DIR>/slipway.db`.
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", value_parser = database_url)]
+    database_url: Option<DatabaseUrl>,
+    /// Accept `file://` URLs and local paths as repositories.
+    #[arg(long, env = "SLIPWAY_ALLOW_LOCAL_REPOS", value_name = "SLIPWAY_ALLOW_LOCAL_REPOS",
+          default_value = "0", value_parser = clap::builder::BoolishValueParser::new(),
+          action = clap::ArgAction::Set)]
+    pub allow_local_repos: bool,
+    /// An admin API token, 16 characters or more.
+    #[arg(long, env = "SLIPWAY_ADMIN_TOKEN", value_name = "SLIPWAY_ADMIN_TOKEN", value_parser = admin_token)]
+    pub admin_token: Option<Secret>,
+    /// The Docker engine (`unix://`, `tcp://` or `http://`); default the local socket.
+    #[arg(long, env = "DOCKER_HOST", value_name = "DOCKER_HOST", value_parser = docker_host)]
+    pub docker_host: Option<String>,
+    /// Deployments built at once (one per app at a time).
+    #[arg(long, env = "SLIPWAY_WORKERS", value_name = "SLIPWAY_WORKERS", default_value = "2",
+          value_parser = whole(1, 64))]
+    pub workers: usize,
+    /// How long a new container has to answer, in seconds.
+    #[arg(long = "health-timeout-secs", env = "SLIPWAY_HEALTH_TIMEOUT_SECS",
+          value_name = "SLIPWAY_HEALTH_TIMEOUT_SECS", default_value = "60", value_parser = secs(3600))]
+    pub health_timeout: Duration,
+    /// The limit on `git clone`, in seconds.
+    #[arg(long = "clone-timeout-secs", env = "SLIPWAY_CLONE_TIMEOUT_SECS",
+          value_name = "SLIPWAY_CLONE_TIMEOUT_SECS", default_value = "300", value_parser = secs(3600))]
+    pub clone_timeout: Duration,
+    /// A deployment running longer than this many seconds ends `failed`.
+    #[arg(long = "build-timeout-secs", env = "SLIPWAY_BUILD_TIMEOUT_SECS",
+          value_name = "SLIPWAY_BUILD_TIMEOUT_SECS", default_value = "1800", value_parser = secs(86_400))]
+    pub build_timeout: Duration,
+    /// A deployment with no output and no status change this many seconds ends `failed`.
+    #[arg(long = "progress-deadline-secs", env = "SLIPWAY_PROGRESS_DEADLINE_SECS",
+          value_name = "SLIPWAY_PROGRESS_DEADLINE_SECS", default_value = "600", value_parser = secs(86_400))]
+    pub progress_deadline: Duration,
+    /// A checkout growing past this many MB ends `failed`.
+    #[arg(long = "clone-max-mb", env = "SLIPWAY_CLONE_MAX_MB", value_name = "SLIPWAY_CLONE_MAX_MB",
+          default_value = "1024", value_parser = megabytes(1_048_576))]
+    pub clone_max_bytes: u64,
+    /// The dashboard's address as browsers see it, e.g. `https://deploy.example.com`:
+    /// cookie-authenticated mutations and WebSocket upgrades must come from this origin
+    /// (kept as `scheme://host[:port]`).
+    #[arg(long, env = "SLIPWAY_PUBLIC_URL", value_name = "SLIPWAY_PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -85,160 +113,123 @@ impl Config {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads configuration through `lookup`, so tests need not touch the environment.
+    /// Reads configuration through `lookup`, so tests need not touch the environment. A
+    /// variable that is empty counts as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
-        let addr = match get("SLIPWAY_ADDR") {
-            Some(text) => text.trim().parse().map_err(|_| ConfigError {
-                var: "SLIPWAY_ADDR",
-                message: format!("{text:?} is not an address like 127.0.0.1:3000"),
-            })?,
-            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
-        };
-        let data_dir = PathBuf::from(get("SLIPWAY_DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let database_url = match get("DATABASE_URL") {
-            Some(url) if url.starts_with("sqlite:") => url,
-            Some(url) => {
-                return Err(ConfigError {
-                    var: "DATABASE_URL",
-                    message: format!(
-                        "{} is not supported yet: use a sqlite: URL or leave it unset",
-                        redact_url(&url)
-                    ),
-                });
+        // Each argument's default becomes the looked-up value, when there is one: clap
+        // then parses and validates it like any other, and never reads the environment.
+        let command = Config::augment_args(clap::Command::new("slipway")).mut_args(|arg| {
+            let value = arg
+                .get_env()
+                .and_then(|name| name.to_str())
+                .and_then(&lookup)
+                .filter(|value| !value.trim().is_empty());
+            let arg = arg.env(None::<&str>);
+            match value {
+                Some(value) => arg.default_value(value.trim().to_owned()),
+                None => arg,
             }
-            None => format!("sqlite://{}/slipway.db", data_dir.display()),
-        };
-        let allow_local_repos = flag(
-            get("SLIPWAY_ALLOW_LOCAL_REPOS"),
-            "SLIPWAY_ALLOW_LOCAL_REPOS",
-        )?;
-        let admin_token = get("SLIPWAY_ADMIN_TOKEN");
-        if let Some(token) = &admin_token
-            && token.len() < 16
-        {
-            return Err(ConfigError {
-                var: "SLIPWAY_ADMIN_TOKEN",
-                message: "must be at least 16 characters long".into(),
-            });
+        });
+        let matches = command
+            .try_get_matches_from(["slipway"])
+            .map_err(config_error)?;
+        Config::from_arg_matches(&matches).map_err(config_error)
+    }
+
+    /// `DATABASE_URL`, or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.0.clone(),
+            None => format!("sqlite://{}/slipway.db", self.data_dir.display()),
         }
-        let docker_host = get("DOCKER_HOST");
-        if let Some(host) = &docker_host
-            && !(host.starts_with("unix://")
-                || host.starts_with("tcp://")
-                || host.starts_with("http://"))
-        {
-            return Err(ConfigError {
-                var: "DOCKER_HOST",
-                message: format!("{host:?} must start with unix://, tcp:// or http://"),
-            });
-        }
-        let workers = number(get("SLIPWAY_WORKERS"), "SLIPWAY_WORKERS", 2, 1..=64)?;
-        let health_timeout = number(
-            get("SLIPWAY_HEALTH_TIMEOUT_SECS"),
-            "SLIPWAY_HEALTH_TIMEOUT_SECS",
-            60,
-            1..=3600,
-        )?;
-        let clone_timeout = number(
-            get("SLIPWAY_CLONE_TIMEOUT_SECS"),
-            "SLIPWAY_CLONE_TIMEOUT_SECS",
-            300,
-            1..=3600,
-        )?;
-        let build_timeout = number(
-            get("SLIPWAY_BUILD_TIMEOUT_SECS"),
-            "SLIPWAY_BUILD_TIMEOUT_SECS",
-            1800,
-            1..=86_400,
-        )?;
-        let progress_deadline = number(
-            get("SLIPWAY_PROGRESS_DEADLINE_SECS"),
-            "SLIPWAY_PROGRESS_DEADLINE_SECS",
-            600,
-            1..=86_400,
-        )?;
-        let clone_max_mb = number(
-            get("SLIPWAY_CLONE_MAX_MB"),
-            "SLIPWAY_CLONE_MAX_MB",
-            1024,
-            1..=1_048_576,
-        )?;
-        let public_url = get("SLIPWAY_PUBLIC_URL")
-            .map(|url| origin_of(url.trim()))
-            .transpose()?;
-        Ok(Config {
-            addr,
-            data_dir,
-            database_url,
-            allow_local_repos,
-            admin_token,
-            docker_host,
-            workers,
-            health_timeout: Duration::from_secs(health_timeout as u64),
-            clone_timeout: Duration::from_secs(clone_timeout as u64),
-            build_timeout: Duration::from_secs(build_timeout as u64),
-            progress_deadline: Duration::from_secs(progress_deadline as u64),
-            clone_max_bytes: clone_max_mb as u64 * 1024 * 1024,
-            public_url,
-        })
+    }
+
+    /// `slipway serve --help`: every variable with its default.
+    pub fn command() -> clap::Command {
+        Config::augment_args(clap::Command::new("serve"))
+    }
+}
+
+/// clap's error, as the variable it concerns and what is wrong with its value.
+fn config_error(e: clap::Error) -> ConfigError {
+    let argument = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(text)) => text.clone(),
+        _ => String::new(),
+    };
+    // Arguments read `--addr <SLIPWAY_ADDR>`: the value name is the variable.
+    let var = argument
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(name, _)| name.to_owned())
+        .unwrap_or(argument);
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => format!("{value:?} "),
+        _ => String::new(),
+    };
+    let why = std::error::Error::source(&e)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
+    ConfigError {
+        var,
+        message: format!("{value}{why}"),
+    }
+}
+
+/// A whole number from `min` to `max`.
+fn whole(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| {
+        text.parse::<usize>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| format!("is not a whole number from {min} to {max}"))
+    }
+}
+
+fn secs(max: usize) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    let whole = whole(1, max);
+    move |text| whole(text).map(|n| Duration::from_secs(n as u64))
+}
+
+fn megabytes(max: usize) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    let whole = whole(1, max);
+    move |text| whole(text).map(|n| n as u64 * 1024 * 1024)
+}
+
+fn admin_token(text: &str) -> Result<Secret, String> {
+    if text.len() < 16 {
+        return Err("must be at least 16 characters long".into());
+    }
+    Ok(Secret(text.to_owned()))
+}
+
+fn docker_host(text: &str) -> Result<String, String> {
+    if ["unix://", "tcp://", "http://"]
+        .iter()
+        .any(|scheme| text.starts_with(scheme))
+    {
+        Ok(text.to_owned())
+    } else {
+        Err("must start with unix://, tcp:// or http://".into())
+    }
+}
+
+fn database_url(text: &str) -> Result<DatabaseUrl, String> {
+    if text.starts_with("sqlite:") {
+        Ok(DatabaseUrl(text.to_owned()))
+    } else {
+        Err("is not supported yet: use a sqlite: URL or leave it unset".into())
     }
 }
 
 /// `https://host[:port][/]` → `https://host[:port]`: the origin browsers send.
-fn origin_of(url: &str) -> Result<String, ConfigError> {
-    let error = || ConfigError {
-        var: "SLIPWAY_PUBLIC_URL",
-        message: format!("{url:?} is not a URL like https://deploy.example.com"),
-    };
-    let (scheme, rest) = url.split_once("://").ok_or_else(error)?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
+fn public_url(text: &str) -> Result<String, String> {
+    let error = || "is not a URL like https://deploy.example.com".to_owned();
+    let url = url::Url::parse(text).map_err(|_| error())?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || !bare || url.host().is_none() {
         return Err(error());
     }
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let valid = !authority.is_empty()
-        && authority
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    if !valid {
-        return Err(error());
-    }
-    Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
-}
-
-fn flag(value: Option<String>, var: &'static str) -> Result<bool, ConfigError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("0" | "false" | "no") => Ok(false),
-        Some("1" | "true" | "yes") => Ok(true),
-        Some(other) => Err(ConfigError {
-            var,
-            message: format!("{other:?} is not one of 1, 0, true, false"),
-        }),
-    }
-}
-
-fn number(
-    value: Option<String>,
-    var: &'static str,
-    default: usize,
-    range: std::ops::RangeInclusive<usize>,
-) -> Result<usize, ConfigError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    text.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| ConfigError {
-            var,
-            message: format!(
-                "{text:?} is not a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ),
-        })
+    Ok(url.origin().ascii_serialization())
 }
 
 #[cfg(test)]
@@ -258,67 +249,59 @@ mod tests {
     fn defaults() -> Result<(), ConfigError> {
         let c = config(&[])?;
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(c.database_url, "sqlite://./data/slipway.db");
+        assert_eq!(c.database_url(), "sqlite://./data/slipway.db");
         assert!(!c.allow_local_repos);
         assert_eq!(c.workers, 2);
+        assert_eq!(c.health_timeout, Duration::from_secs(60));
+        assert_eq!(c.clone_max_bytes, 1024 * 1024 * 1024);
         assert_eq!(c.public_url, None);
-        let c = config(&[("SLIPWAY_PUBLIC_URL", "HTTPS://Deploy.Example.com:8443/")])?;
+        let c = config(&[
+            ("SLIPWAY_PUBLIC_URL", "HTTPS://Deploy.Example.com:8443/"),
+            ("SLIPWAY_ALLOW_LOCAL_REPOS", "1"),
+            ("SLIPWAY_WORKERS", " "),
+        ])?;
         assert_eq!(
             c.public_url.as_deref(),
             Some("https://deploy.example.com:8443")
         );
+        assert!(c.allow_local_repos);
+        assert_eq!(c.workers, 2, "an empty variable counts as unset");
         Ok(())
     }
 
     #[test]
     fn errors_name_the_variable() {
-        assert_eq!(
-            config(&[("SLIPWAY_ADDR", "nowhere")]).err().map(|e| e.var),
-            Some("SLIPWAY_ADDR")
-        );
-        assert_eq!(
-            config(&[("SLIPWAY_ALLOW_LOCAL_REPOS", "maybe")])
-                .err()
-                .map(|e| e.var),
-            Some("SLIPWAY_ALLOW_LOCAL_REPOS")
-        );
-        assert_eq!(
-            config(&[("SLIPWAY_WORKERS", "0")]).err().map(|e| e.var),
-            Some("SLIPWAY_WORKERS")
-        );
-        assert_eq!(
-            config(&[("DOCKER_HOST", "ftp://x")]).err().map(|e| e.var),
-            Some("DOCKER_HOST")
-        );
-        assert_eq!(
-            config(&[("SLIPWAY_PUBLIC_URL", "https://x.example/app")])
-                .err()
-                .map(|e| e.var),
-            Some("SLIPWAY_PUBLIC_URL")
-        );
-        assert_eq!(
-            config(&[("SLIPWAY_PUBLIC_URL", "ftp://x.example")])
-                .err()
-                .map(|e| e.var),
-            Some("SLIPWAY_PUBLIC_URL")
-        );
-        assert_eq!(
-            config(&[("SLIPWAY_ADMIN_TOKEN", "short")])
-                .err()
-                .map(|e| e.var),
-            Some("SLIPWAY_ADMIN_TOKEN")
-        );
+        for (var, value) in [
+            ("SLIPWAY_ADDR", "nowhere"),
+            ("SLIPWAY_ALLOW_LOCAL_REPOS", "maybe"),
+            ("SLIPWAY_WORKERS", "0"),
+            ("SLIPWAY_HEALTH_TIMEOUT_SECS", "-5"),
+            ("DOCKER_HOST", "ftp://x"),
+            ("DATABASE_URL", "mysql://x"),
+            ("SLIPWAY_PUBLIC_URL", "https://x.example/app"),
+            ("SLIPWAY_PUBLIC_URL", "ftp://x.example"),
+            ("SLIPWAY_ADMIN_TOKEN", "short"),
+        ] {
+            let error = config(&[(var, value)]).err();
+            assert_eq!(
+                error.as_ref().map(|e| e.var.as_str()),
+                Some(var),
+                "{error:?}"
+            );
+            let message = error.map(|e| e.to_string()).unwrap_or_default();
+            assert!(message.contains(value), "{message}");
+        }
     }
 
     #[test]
     fn secrets_are_redacted_in_debug() -> Result<(), ConfigError> {
         let c = config(&[
             ("SLIPWAY_ADMIN_TOKEN", "a-very-secret-token-value"),
-            ("DATABASE_URL", "sqlite://user:pw@/tmp/x.db"),
+            ("DATABASE_URL", "sqlite://user:pw@localhost/tmp/x.db"),
         ])?;
         let text = format!("{c:?}");
-        assert!(!text.contains("a-very-secret-token-value"));
-        assert!(!text.contains("pw@"));
+        assert!(!text.contains("a-very-secret-token-value"), "{text}");
+        assert!(!text.contains(":pw@"), "{text}");
         Ok(())
     }
 }

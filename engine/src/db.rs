@@ -1,7 +1,10 @@
-//! The database: connection, migrations and every query. Deployments are durable rows;
-//! a status changes only through [`transition`], guarded by the status it expects.
+//! The database: connection, migrations and every query. Private to the engine: status
+//! changes go through [`crate::lifecycle`], which commits here and then publishes.
+//!
+//! Statuses are stored as TEXT through `sqlx::Type`; `stage` and `message` are not stored
+//! (they follow from the status).
 
-use crate::error::{EngineError, Result};
+use crate::error::{Conflict, EngineError, Missing, Result};
 use protocol::validate::ValidApp;
 use protocol::{App, AppId, Deployment, DeploymentId, Status};
 use sqlx::sqlite::{
@@ -11,17 +14,17 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub type Pool = SqlitePool;
+pub(crate) type Pool = SqlitePool;
 
 /// Database statements run by this process, for `/api/metrics` and the benchmark's
 /// "queries per viewer" figure.
 pub static QUERIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn count() {
+pub(crate) fn count() {
     QUERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-pub async fn connect(url: &str) -> Result<Pool> {
+pub(crate) async fn connect(url: &str) -> Result<Pool> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -56,7 +59,7 @@ struct AppRow {
 
 /// An app with what the worker needs and the API never shows (env values, container).
 #[derive(Debug, Clone)]
-pub struct AppRecord {
+pub(crate) struct AppRecord {
     pub id: AppId,
     pub name: String,
     pub repo_url: String,
@@ -107,14 +110,13 @@ impl AppRecord {
 struct DeploymentRow {
     id: i64,
     app_id: i64,
-    status: String,
-    stage: String,
+    status: Status,
     progress: i64,
-    message: String,
     error_message: String,
-    failed_stage: Option<String>,
+    failed_stage: Option<Status>,
     commit_sha: Option<String>,
     image: Option<String>,
+    image_from: Option<i64>,
     container_id: Option<String>,
     url: Option<String>,
     created_at: String,
@@ -125,30 +127,23 @@ struct DeploymentRow {
 
 /// A deployment with the container id the API does not show.
 #[derive(Debug, Clone)]
-pub struct DeploymentRecord {
+pub(crate) struct DeploymentRecord {
     pub api: Deployment,
     pub container_id: Option<String>,
 }
 
-impl TryFrom<DeploymentRow> for DeploymentRecord {
-    type Error = EngineError;
-    fn try_from(row: DeploymentRow) -> Result<Self> {
-        let status = Status::parse(&row.status).ok_or_else(|| {
-            EngineError::Internal(format!(
-                "deployment {} has unknown status {:?}",
-                row.id, row.status
-            ))
-        })?;
-        Ok(DeploymentRecord {
+impl From<DeploymentRow> for DeploymentRecord {
+    fn from(row: DeploymentRow) -> Self {
+        DeploymentRecord {
             api: Deployment {
                 id: row.id,
                 app_id: row.app_id,
-                status,
-                stage: Status::parse(&row.stage).unwrap_or(status),
+                status: row.status,
+                stage: row.status,
                 progress: row.progress.clamp(0, 100) as u8,
-                message: row.message,
+                message: row.status.default_message().to_owned(),
                 error_message: row.error_message,
-                failed_stage: row.failed_stage.as_deref().and_then(Status::parse),
+                failed_stage: row.failed_stage,
                 commit: row.commit_sha,
                 image: row.image,
                 url: row.url,
@@ -156,16 +151,17 @@ impl TryFrom<DeploymentRow> for DeploymentRecord {
                 started_at: row.started_at,
                 finished_at: row.finished_at,
                 duration: row.duration,
+                image_from: row.image_from,
             },
             container_id: row.container_id,
-        })
+        }
     }
 }
 
-const DEPLOYMENT_COLUMNS: &str = "id, app_id, status, stage, progress, message, error_message, failed_stage, \
-     commit_sha, image, container_id, url, created_at, started_at, finished_at, duration";
+const DEPLOYMENT_COLUMNS: &str = "id, app_id, status, progress, error_message, failed_stage, \
+     commit_sha, image, image_from, container_id, url, created_at, started_at, finished_at, duration";
 
-pub async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord> {
+pub(crate) async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     let result = sqlx::query_as::<_, AppRow>(
@@ -183,24 +179,24 @@ pub async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord> {
     .await;
     match result {
         Ok(row) => Ok(row.into()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(EngineError::Conflict(
-            format!("an app named {:?} already exists", app.name),
-        )),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(Conflict::AppNameTaken(app.name.clone()).into())
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn app(pool: &Pool, id: AppId) -> Result<AppRecord> {
+pub(crate) async fn app(pool: &Pool, id: AppId) -> Result<AppRecord> {
     count();
     sqlx::query_as::<_, AppRow>("SELECT * FROM apps WHERE id = ?")
         .bind(id)
         .fetch_optional(pool)
         .await?
         .map(AppRecord::from)
-        .ok_or_else(|| EngineError::NotFound(format!("app {id} does not exist")))
+        .ok_or(Missing::App(id).into())
 }
 
-pub async fn apps(pool: &Pool) -> Result<Vec<AppRecord>> {
+pub(crate) async fn apps(pool: &Pool) -> Result<Vec<AppRecord>> {
     count();
     Ok(
         sqlx::query_as::<_, AppRow>("SELECT * FROM apps ORDER BY id")
@@ -212,7 +208,7 @@ pub async fn apps(pool: &Pool) -> Result<Vec<AppRecord>> {
     )
 }
 
-pub async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
+pub(crate) async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
     count();
     sqlx::query("DELETE FROM apps WHERE id = ?")
         .bind(id)
@@ -222,7 +218,7 @@ pub async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
 }
 
 /// Replaces an app's settings (already validated).
-pub async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result<()> {
+pub(crate) async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result<()> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     sqlx::query(
@@ -239,7 +235,193 @@ pub async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result<()> {
     Ok(())
 }
 
-pub async fn set_app_container(
+/// An earlier deployment's image to start again, instead of cloning and building.
+pub(crate) struct Reuse<'a> {
+    pub from: DeploymentId,
+    pub image: &'a str,
+    pub commit: Option<&'a str>,
+}
+
+/// Queues a deployment (`pending`).
+pub(crate) async fn insert_deployment(
+    pool: &Pool,
+    app_id: AppId,
+    reuse: Option<Reuse<'_>>,
+) -> Result<DeploymentRecord> {
+    count();
+    let pending = Status::Pending;
+    let row = sqlx::query_as::<_, DeploymentRow>(&format!(
+        "INSERT INTO deployments (app_id, image, image_from, commit_sha, status, progress, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {DEPLOYMENT_COLUMNS}"
+    ))
+    .bind(app_id)
+    .bind(reuse.as_ref().map(|r| r.image))
+    .bind(reuse.as_ref().map(|r| r.from))
+    .bind(reuse.as_ref().and_then(|r| r.commit))
+    .bind(pending)
+    .bind(i64::from(pending.progress()))
+    .bind(crate::time::now())
+    .fetch_one(pool)
+    .await?;
+    Ok(row.into())
+}
+
+pub(crate) async fn deployment(pool: &Pool, id: DeploymentId) -> Result<DeploymentRecord> {
+    count();
+    sqlx::query_as::<_, DeploymentRow>(&format!(
+        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .map(DeploymentRecord::from)
+    .ok_or(Missing::Deployment(id).into())
+}
+
+pub(crate) async fn deployments_of_app(
+    pool: &Pool,
+    app_id: AppId,
+    limit: i64,
+) -> Result<Vec<Deployment>> {
+    count();
+    Ok(sqlx::query_as::<_, DeploymentRow>(&format!(
+        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app_id = ? ORDER BY id DESC LIMIT ?"
+    ))
+    .bind(app_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|row| DeploymentRecord::from(row).api)
+    .collect())
+}
+
+pub(crate) async fn deployments_in(
+    pool: &Pool,
+    statuses: &[Status],
+) -> Result<Vec<DeploymentRecord>> {
+    let mut all = Vec::new();
+    for status in statuses {
+        count();
+        let rows = sqlx::query_as::<_, DeploymentRow>(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE status = ? ORDER BY id"
+        ))
+        .bind(status)
+        .fetch_all(pool)
+        .await?;
+        all.extend(rows.into_iter().map(DeploymentRecord::from));
+    }
+    Ok(all)
+}
+
+/// The oldest pending deployment of an app with nothing in flight: the next to claim.
+pub(crate) async fn next_claimable(pool: &Pool) -> Result<Option<DeploymentRecord>> {
+    count();
+    let row = sqlx::query_as::<_, DeploymentRow>(&format!(
+        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d WHERE d.status = ?1 AND NOT EXISTS \
+             (SELECT 1 FROM deployments a WHERE a.app_id = d.app_id AND a.status IN (?2, ?3, ?4)) \
+         ORDER BY d.id LIMIT 1"
+    ))
+    .bind(Status::Pending)
+    .bind(Status::Cloning)
+    .bind(Status::Building)
+    .bind(Status::Deploying)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(DeploymentRecord::from))
+}
+
+/// What a committed change writes besides the status.
+#[derive(Debug, Default)]
+pub(crate) struct Change {
+    /// Progress inside the stage (otherwise the status's own value).
+    pub progress: Option<u8>,
+    pub error_message: Option<String>,
+    pub failed_stage: Option<Status>,
+    /// A claim: sets `started_at`, and succeeds only while the app has no other
+    /// deployment in flight (two workers racing for one app: one wins).
+    pub claim: bool,
+}
+
+/// Moves deployment `id` from `from` to `to` if it is still in `from`. Terminal statuses
+/// also record `finished_at` and `duration`; `to == from` raises progress only (never
+/// lowers it). Returns the updated row, or `Conflict::Moved` if the deployment was no
+/// longer in `from`. Only [`crate::lifecycle`] calls this, and publishes what it returns.
+pub(crate) async fn transition(
+    pool: &Pool,
+    id: DeploymentId,
+    from: Status,
+    to: Status,
+    change: Change,
+) -> Result<DeploymentRecord> {
+    count();
+    let now = crate::time::now();
+    let finished = to.is_terminal().then(|| now.clone());
+    let progress = change.progress.unwrap_or(to.progress());
+    let row = sqlx::query_as::<_, DeploymentRow>(&format!(
+        "UPDATE deployments SET status = ?1, \
+           progress = CASE WHEN ?1 = ?8 AND progress > ?2 THEN progress ELSE ?2 END, \
+           error_message = COALESCE(?3, error_message), failed_stage = COALESCE(?4, failed_stage), \
+           finished_at = COALESCE(?5, finished_at), \
+           started_at = CASE WHEN ?9 THEN ?6 ELSE started_at END, \
+           duration = CASE WHEN ?5 IS NOT NULL AND started_at IS NOT NULL \
+             THEN ROUND((julianday(?5) - julianday(started_at)) * 86400.0, 3) ELSE duration END \
+         WHERE id = ?7 AND status = ?8 AND (NOT ?9 OR NOT EXISTS \
+             (SELECT 1 FROM deployments a WHERE a.app_id = deployments.app_id \
+              AND a.status IN (?10, ?11, ?12))) \
+         RETURNING {DEPLOYMENT_COLUMNS}"
+    ))
+    .bind(to)
+    .bind(i64::from(progress))
+    .bind(change.error_message)
+    .bind(change.failed_stage)
+    .bind(finished)
+    .bind(now)
+    .bind(id)
+    .bind(from)
+    .bind(change.claim)
+    .bind(Status::Cloning)
+    .bind(Status::Building)
+    .bind(Status::Deploying)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(row.into()),
+        None => Err(Conflict::Moved { id, expected: from }.into()),
+    }
+}
+
+/// What a running deployment produced: the commit, the image, the container and its URL.
+#[derive(Debug, Default)]
+pub(crate) struct Artifacts<'a> {
+    pub commit: Option<&'a str>,
+    pub image: Option<&'a str>,
+    pub container_id: Option<&'a str>,
+    pub url: Option<&'a str>,
+}
+
+pub(crate) async fn record_artifacts(
+    pool: &Pool,
+    id: DeploymentId,
+    artifacts: Artifacts<'_>,
+) -> Result<()> {
+    count();
+    sqlx::query(
+        "UPDATE deployments SET commit_sha = COALESCE(?, commit_sha), image = COALESCE(?, image), \
+         container_id = COALESCE(?, container_id), url = COALESCE(?, url) WHERE id = ?",
+    )
+    .bind(artifacts.commit)
+    .bind(artifacts.image)
+    .bind(artifacts.container_id)
+    .bind(artifacts.url)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The app's serving container is now `container_id`, answering at `url`.
+pub(crate) async fn set_app_container(
     pool: &Pool,
     id: AppId,
     container_id: &str,
@@ -252,199 +434,5 @@ pub async fn set_app_container(
         .bind(id)
         .execute(pool)
         .await?;
-    Ok(())
-}
-
-/// Queues a deployment. With `reuse` (an image and its commit), it is a redeploy: the
-/// worker starts that image instead of cloning and building.
-pub async fn insert_deployment(
-    pool: &Pool,
-    app_id: AppId,
-    reuse: Option<(&str, Option<&str>)>,
-) -> Result<DeploymentRecord> {
-    count();
-    let pending = Status::Pending;
-    let row = sqlx::query_as::<_, DeploymentRow>(&format!(
-        "INSERT INTO deployments (app_id, image, commit_sha, status, stage, progress, message, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {DEPLOYMENT_COLUMNS}"
-    ))
-    .bind(app_id)
-    .bind(reuse.map(|(image, _)| image))
-    .bind(reuse.and_then(|(_, commit)| commit))
-    .bind(pending.as_str())
-    .bind(pending.as_str())
-    .bind(i64::from(pending.progress()))
-    .bind(pending.default_message())
-    .bind(crate::time::now())
-    .fetch_one(pool)
-    .await?;
-    row.try_into()
-}
-
-pub async fn deployment(pool: &Pool, id: DeploymentId) -> Result<DeploymentRecord> {
-    count();
-    sqlx::query_as::<_, DeploymentRow>(&format!(
-        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| EngineError::NotFound(format!("deployment {id} does not exist")))?
-    .try_into()
-}
-
-pub async fn deployments_of_app(pool: &Pool, app_id: AppId, limit: i64) -> Result<Vec<Deployment>> {
-    count();
-    sqlx::query_as::<_, DeploymentRow>(&format!(
-        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app_id = ? ORDER BY id DESC LIMIT ?"
-    ))
-    .bind(app_id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|row| DeploymentRecord::try_from(row).map(|r| r.api))
-    .collect()
-}
-
-pub async fn deployments_in(pool: &Pool, statuses: &[Status]) -> Result<Vec<DeploymentRecord>> {
-    count();
-    let mut all = Vec::new();
-    for status in statuses {
-        let rows = sqlx::query_as::<_, DeploymentRow>(&format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE status = ? ORDER BY id"
-        ))
-        .bind(status.as_str())
-        .fetch_all(pool)
-        .await?;
-        for row in rows {
-            all.push(row.try_into()?);
-        }
-    }
-    Ok(all)
-}
-
-/// Claims the oldest pending deployment of an app that has no deployment in flight,
-/// moving it to `cloning` in the same statement so two workers never take the same one.
-pub async fn claim_next(pool: &Pool) -> Result<Option<DeploymentRecord>> {
-    count();
-    let cloning = Status::Cloning;
-    let row = sqlx::query_as::<_, DeploymentRow>(&format!(
-        "UPDATE deployments SET status = ?1, stage = ?1, progress = ?2, message = ?3, started_at = ?4 \
-         WHERE id = (SELECT d.id FROM deployments d WHERE d.status = 'pending' AND NOT EXISTS \
-             (SELECT 1 FROM deployments a WHERE a.app_id = d.app_id \
-              AND a.status IN ('cloning', 'building', 'deploying')) ORDER BY d.id LIMIT 1) \
-         AND status = 'pending' RETURNING {DEPLOYMENT_COLUMNS}"
-    ))
-    .bind(cloning.as_str())
-    .bind(i64::from(cloning.progress()))
-    .bind(cloning.default_message())
-    .bind(crate::time::now())
-    .fetch_optional(pool)
-    .await?;
-    row.map(DeploymentRecord::try_from).transpose()
-}
-
-/// What changes with a status (besides status, stage, progress and message).
-#[derive(Debug, Default)]
-pub struct Change {
-    pub progress: Option<u8>,
-    pub error_message: Option<String>,
-    pub failed_stage: Option<Status>,
-}
-
-/// Moves deployment `id` from `from` to `to` if it is still in `from`. Terminal statuses
-/// also record `finished_at` and `duration`. Returns the updated row, or `Conflict` if
-/// the deployment was no longer in `from` (someone else moved it).
-pub async fn transition(
-    pool: &Pool,
-    id: DeploymentId,
-    from: Status,
-    to: Status,
-    change: Change,
-) -> Result<DeploymentRecord> {
-    count();
-    if !from.can_transition_to(to) {
-        return Err(EngineError::Conflict(format!(
-            "deployment {id} cannot go from {from} to {to}"
-        )));
-    }
-    let now = crate::time::now();
-    let finished = to.is_terminal().then(|| now.clone());
-    let row = sqlx::query_as::<_, DeploymentRow>(&format!(
-        "UPDATE deployments SET status = ?1, stage = ?1, progress = ?2, message = ?3, \
-           error_message = COALESCE(?4, error_message), failed_stage = COALESCE(?5, failed_stage), \
-           finished_at = COALESCE(?6, finished_at), \
-           started_at = COALESCE(started_at, CASE WHEN ?1 IN ('failed', 'cancelled') THEN NULL ELSE ?7 END), \
-           duration = CASE WHEN ?6 IS NOT NULL AND started_at IS NOT NULL \
-             THEN ROUND((julianday(?6) - julianday(started_at)) * 86400.0, 3) ELSE duration END \
-         WHERE id = ?8 AND status = ?9 RETURNING {DEPLOYMENT_COLUMNS}"
-    ))
-    .bind(to.as_str())
-    .bind(i64::from(change.progress.unwrap_or(to.progress())))
-    .bind(to.default_message())
-    .bind(change.error_message)
-    .bind(change.failed_stage.map(Status::as_str))
-    .bind(finished)
-    .bind(now)
-    .bind(id)
-    .bind(from.as_str())
-    .fetch_optional(pool)
-    .await?;
-    match row {
-        Some(row) => row.try_into(),
-        None => Err(EngineError::Conflict(format!(
-            "deployment {id} is no longer {from}"
-        ))),
-    }
-}
-
-/// Raises progress inside the current stage (never past the next stage's value).
-pub async fn set_progress(
-    pool: &Pool,
-    id: DeploymentId,
-    status: Status,
-    progress: u8,
-) -> Result<DeploymentRecord> {
-    count();
-    let progress = progress.min(status.progress_ceiling());
-    let row = sqlx::query_as::<_, DeploymentRow>(&format!(
-        "UPDATE deployments SET progress = MAX(progress, ?1) WHERE id = ?2 AND status = ?3 \
-         RETURNING {DEPLOYMENT_COLUMNS}"
-    ))
-    .bind(i64::from(progress))
-    .bind(id)
-    .bind(status.as_str())
-    .fetch_optional(pool)
-    .await?;
-    match row {
-        Some(row) => row.try_into(),
-        None => Err(EngineError::Conflict(format!(
-            "deployment {id} is no longer {status}"
-        ))),
-    }
-}
-
-/// Records what the worker produced: the commit, the image, the container and its URL.
-pub async fn record_artifacts(
-    pool: &Pool,
-    id: DeploymentId,
-    commit: Option<&str>,
-    image: Option<&str>,
-    container_id: Option<&str>,
-    url: Option<&str>,
-) -> Result<()> {
-    count();
-    sqlx::query(
-        "UPDATE deployments SET commit_sha = COALESCE(?, commit_sha), image = COALESCE(?, image), \
-         container_id = COALESCE(?, container_id), url = COALESCE(?, url) WHERE id = ?",
-    )
-    .bind(commit)
-    .bind(image)
-    .bind(container_id)
-    .bind(url)
-    .bind(id)
-    .execute(pool)
-    .await?;
     Ok(())
 }

@@ -1,18 +1,56 @@
-//! The engine's errors. The HTTP edge maps each variant to one status and code;
-//! `Internal` detail is logged there and never sent to a client.
+//! The engine's errors: one typed enum whose [`EngineError::code`] decides, in one place,
+//! what the HTTP API and the dashboard's server functions answer. Internal detail (SQL,
+//! paths, Docker's raw errors) stays in the `Display` text, which only the server log
+//! sees; [`EngineError::public_message`] is what a client is told.
 
 use protocol::validate::FieldError;
+use protocol::{AppId, DeploymentId, ErrorCode, Status};
+
+/// Something that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    #[error("app {0} does not exist")]
+    App(AppId),
+    #[error("deployment {0} does not exist")]
+    Deployment(DeploymentId),
+    #[error("API token {0} does not exist")]
+    Token(i64),
+}
+
+/// A request that the current state does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error("an app named {0:?} already exists")]
+    AppNameTaken(String),
+    #[error("deployment {id} has already ended ({status})")]
+    AlreadyEnded { id: DeploymentId, status: Status },
+    #[error("deployment {0} did not succeed: only a successful deployment can be redeployed")]
+    NotRedeployable(DeploymentId),
+    #[error("deployment {id} is {status} but no worker of this server runs it")]
+    NotRunningHere { id: DeploymentId, status: Status },
+    /// Someone else moved the deployment first (a worker claimed it, a cancel won).
+    #[error("deployment {id} is no longer {expected}")]
+    Moved { id: DeploymentId, expected: Status },
+    #[error("deployment {id} cannot go from {from} to {to}")]
+    Transition {
+        id: DeploymentId,
+        from: Status,
+        to: Status,
+    },
+    #[error("the admin account already exists: sign in instead")]
+    AccountExists,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    #[error(transparent)]
+    NotFound(#[from] Missing),
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// Credentials missing or wrong; the message says which.
     #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    /// Credentials missing or wrong.
-    #[error("{0}")]
-    Unauthorized(String),
-    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error(transparent)]
     Invalid(#[from] FieldError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -23,3 +61,55 @@ pub enum EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// What clients are told about an error whose detail is for the server log only.
+pub const INTERNAL_MESSAGE: &str = "internal error: the server log has the details";
+
+impl EngineError {
+    /// The one mapping of engine errors to the codes of PROTOCOL.md.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EngineError::NotFound(_) => ErrorCode::NotFound,
+            EngineError::Conflict(_) => ErrorCode::Conflict,
+            EngineError::Unauthorized(_) => ErrorCode::Unauthorized,
+            EngineError::Invalid(_) => ErrorCode::Unprocessable,
+            EngineError::Database(_) | EngineError::Io(_) | EngineError::Internal(_) => {
+                ErrorCode::Internal
+            }
+        }
+    }
+
+    /// The message a client sees: what was wrong and what to do, never internal detail.
+    pub fn public_message(&self) -> String {
+        match self.code() {
+            ErrorCode::Internal => INTERNAL_MESSAGE.to_owned(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// The form field at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            EngineError::Invalid(problem) => Some(&problem.field),
+            EngineError::Conflict(Conflict::AppNameTaken(_)) => Some("name"),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_detail_is_never_public() {
+        let e = EngineError::Internal("/var/lib/slipway/secret.db: locked".into());
+        assert_eq!(e.code(), ErrorCode::Internal);
+        assert_eq!(e.public_message(), INTERNAL_MESSAGE);
+        let e = EngineError::from(Missing::Deployment(99));
+        assert_eq!(e.code(), ErrorCode::NotFound);
+        assert_eq!(e.public_message(), "deployment 99 does not exist");
+        let e = EngineError::from(Conflict::AppNameTaken("hello".into()));
+        assert_eq!((e.code(), e.field()), (ErrorCode::Conflict, Some("name")));
+    }
+}

@@ -1,12 +1,15 @@
 //! Slipway's engine: everything between the HTTP edge and the Docker engine. Server-only.
 //!
 //! - [`config`]: the typed configuration read from `SLIPWAY_*` variables.
-//! - [`db`]: SQLite schema, queries and the guarded status transition.
+//! - `lifecycle`: the one owner of a deployment's life: queue, claim, stages, progress,
+//!   end; every change committed to the database and then published on its stream.
+//! - `db`: SQLite schema and queries; private: only the engine reaches the database.
 //! - [`logstore`]: the append-only log of each deployment with its offset index.
 //! - [`auth`]: the admin account, sessions and API tokens.
 //! - [`bus`]: one ordered event stream per deployment, fed after each commit/append.
 //! - [`watch`]: a viewer: status, catch-up from the store, then live events.
-//! - [`worker`]: the queue workers and the clone → build → deploy pipeline.
+//! - `worker`: the queue workers and the clone → build → deploy pipeline, given only a
+//!   narrow context (the lifecycle, the runtime, the source, their settings).
 //! - [`runtime`]: the container runtime trait and its Docker implementation.
 //! - [`git`]: the source trait and its git CLI implementation.
 //!
@@ -15,26 +18,27 @@
 pub mod auth;
 pub mod bus;
 pub mod config;
-pub mod db;
+mod db;
 pub mod error;
 pub mod git;
+mod lifecycle;
 pub mod logstore;
 pub mod runtime;
 pub mod time;
 pub mod watch;
-pub mod worker;
+mod worker;
 
 pub use config::Config;
-pub use error::{EngineError, Result};
+pub use db::QUERIES;
+pub use error::{Conflict, EngineError, Missing, Result};
 pub use watch::{Outgoing, WatchEnd, Watcher};
 
-use bus::{EventBus, Lookup};
+use lifecycle::Lifecycle;
 use logstore::LogStore;
-use protocol::{App, AppId, Deployment, DeploymentId, LogLine, NewApp, Seq, Status};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::Notify;
+use protocol::{
+    App, AppId, Deployment, DeploymentId, LogLine, LogPage, NewApp, SearchResult, Seq, Status,
+};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,18 +54,9 @@ struct Inner {
     config: Config,
     pool: db::Pool,
     auth: auth::Auth,
-    store: LogStore,
-    bus: EventBus,
+    lifecycle: Arc<Lifecycle>,
     runtime: Arc<dyn runtime::Runtime>,
-    source: Arc<dyn git::Source>,
-    /// Wakes idle workers when a deployment is queued or an app becomes free.
-    wake: Notify,
-    /// Cancellation of each deployment a worker is running.
-    running: Mutex<HashMap<DeploymentId, CancellationToken>>,
     shutdown: CancellationToken,
-    /// Distinguishes this data directory's containers and images from those of other
-    /// Slipway instances on the same Docker engine (deployment ids restart per database).
-    instance: String,
     /// Owns the worker tasks; `shutdown` waits for them.
     tasks: TaskTracker,
 }
@@ -88,36 +83,47 @@ impl Engine {
         source: Arc<dyn git::Source>,
     ) -> Result<Engine> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let pool = db::connect(&config.database_url).await?;
+        let pool = db::connect(&config.database_url()).await?;
         let store = LogStore::new(config.data_dir.join("logs"))?;
-        let auth = auth::Auth::load(pool.clone(), config.admin_token.as_deref()).await?;
+        let admin_token = config.admin_token.as_ref().map(|t| t.0.as_str());
+        let auth = auth::Auth::load(pool.clone(), admin_token).await?;
         let instance = instance_id(&config.data_dir).await?;
-        let engine = Engine {
+        let lifecycle = Arc::new(Lifecycle::new(pool.clone(), store));
+        let shutdown = CancellationToken::new();
+        let cx = worker::WorkerContext {
+            lifecycle: lifecycle.clone(),
+            runtime: runtime.clone(),
+            source,
+            settings: Arc::new(worker::Settings {
+                work_dir: config.data_dir.join("work"),
+                health_timeout: config.health_timeout,
+                build_timeout: config.build_timeout,
+                progress_deadline: config.progress_deadline,
+                instance,
+            }),
+            shutdown: shutdown.clone(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .user_agent("slipway-health-check")
+                .build()
+                .map_err(|e| EngineError::Internal(format!("building the HTTP client: {e}")))?,
+        };
+        worker::reconcile(&cx).await?;
+        let tasks = TaskTracker::new();
+        for n in 0..config.workers {
+            tasks.spawn(worker::run(cx.clone(), n));
+        }
+        Ok(Engine {
             inner: Arc::new(Inner {
                 config,
                 pool,
                 auth,
-                store,
-                bus: EventBus::default(),
+                lifecycle,
                 runtime,
-                source,
-                wake: Notify::new(),
-                running: Mutex::new(HashMap::new()),
-                shutdown: CancellationToken::new(),
-                instance,
-                tasks: TaskTracker::new(),
+                shutdown,
+                tasks,
             }),
-        };
-        worker::reconcile(&engine).await?;
-        for n in 0..engine.inner.config.workers {
-            engine.inner.tasks.spawn(worker::run(engine.clone(), n));
-        }
-        Ok(engine)
-    }
-
-    /// Short id of this installation, kept in the data directory.
-    pub fn instance(&self) -> &str {
-        &self.inner.instance
+        })
     }
 
     pub fn auth(&self) -> &auth::Auth {
@@ -126,11 +132,6 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
-    }
-
-    /// Cancelled when the engine shuts down.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.inner.shutdown.clone()
     }
 
     /// Stops the workers and waits for them. Deployments in flight are reconciled at the
@@ -206,10 +207,8 @@ impl Engine {
             tracing::warn!(app.id = id, error = %e, "could not remove the app's container");
         }
         db::delete_app(&self.inner.pool, id).await?;
-        for deployment in &history {
-            self.inner.bus.forget(deployment.id);
-            self.inner.store.remove(deployment.id).await?;
-        }
+        let ids: Vec<DeploymentId> = history.iter().map(|d| d.id).collect();
+        self.inner.lifecycle.forget(&ids).await?;
         tracing::info!(app.id = id, "app deleted");
         Ok(())
     }
@@ -217,40 +216,23 @@ impl Engine {
     /// Queues a deployment of the app; a worker picks it up at once if one is free.
     pub async fn deploy(&self, app_id: AppId) -> Result<Deployment> {
         db::app(&self.inner.pool, app_id).await?;
-        let record = db::insert_deployment(&self.inner.pool, app_id, None).await?;
-        self.queued(record)
+        self.inner.lifecycle.queue(app_id, None).await
     }
 
-    /// Deploys again the image an earlier successful deployment built: no clone, no build.
+    /// Deploys again the image an earlier successful deployment built: no clone, no build
+    /// (`pending` → `deploying` → `success`).
     pub async fn redeploy(&self, id: DeploymentId) -> Result<Deployment> {
         let source = db::deployment(&self.inner.pool, id).await?.api;
         let image = match (&source.status, &source.image) {
             (Status::Success, Some(image)) => image.clone(),
-            _ => {
-                return Err(EngineError::Conflict(format!(
-                    "deployment {id} did not succeed: only a successful deployment can be redeployed"
-                )));
-            }
+            _ => return Err(Conflict::NotRedeployable(id).into()),
         };
-        let record = db::insert_deployment(
-            &self.inner.pool,
-            source.app_id,
-            Some((&image, source.commit.as_deref())),
-        )
-        .await?;
-        self.queued(record)
-    }
-
-    fn queued(&self, record: db::DeploymentRecord) -> Result<Deployment> {
-        let app_id = record.api.app_id;
-        self.inner.bus.open(record.api.status_data(), 0);
-        self.inner.wake.notify_waiters();
-        tracing::info!(
-            app.id = app_id,
-            deployment.id = record.api.id,
-            "deployment queued"
-        );
-        Ok(record.api)
+        let reuse = db::Reuse {
+            from: id,
+            image: &image,
+            commit: source.commit.as_deref(),
+        };
+        self.inner.lifecycle.queue(source.app_id, Some(reuse)).await
     }
 
     pub async fn deployment(&self, id: DeploymentId) -> Result<Deployment> {
@@ -265,126 +247,47 @@ impl Engine {
     /// The whole log so far.
     pub async fn log(&self, id: DeploymentId) -> Result<Vec<u8>> {
         db::deployment(&self.inner.pool, id).await?;
-        Ok(self.inner.store.read_all(id).await?)
+        Ok(self.inner.lifecycle.store().read_all(id).await?)
+    }
+
+    /// Lines `from..=to` of a deployment's log (clamped to what exists), and how many it
+    /// holds.
+    pub async fn lines(&self, id: DeploymentId, from: Seq, to: Seq) -> Result<LogPage> {
+        db::deployment(&self.inner.pool, id).await?;
+        let store = self.inner.lifecycle.store();
+        let total = store.count(id).await?;
+        let lines = store.read(id, from, to.min(total)).await?;
+        Ok(LogPage { total, lines })
+    }
+
+    /// The lines of a deployment's log that contain `text` (see `LogStore::search`).
+    pub async fn search(&self, id: DeploymentId, text: &str) -> Result<SearchResult> {
+        db::deployment(&self.inner.pool, id).await?;
+        let needle = text.to_ascii_lowercase();
+        let (seqs, truncated) = self
+            .inner
+            .lifecycle
+            .store()
+            .search(id, needle, protocol::MAX_SEARCH_RESULTS)
+            .await?;
+        Ok(SearchResult { seqs, truncated })
     }
 
     /// The last `n` lines, for pages rendered before the live view takes over.
     pub async fn recent_lines(&self, id: DeploymentId, n: u64) -> Result<Vec<LogLine>> {
-        let count = self.inner.store.count(id).await?;
-        Ok(self
-            .inner
-            .store
-            .read(id, count.saturating_sub(n) + 1, count)
-            .await?)
+        let store = self.inner.lifecycle.store();
+        let count = store.count(id).await?;
+        Ok(store.read(id, count.saturating_sub(n) + 1, count).await?)
     }
 
     /// A viewer of deployment `id` that starts after line `since`.
     pub async fn watch(&self, id: DeploymentId, since: Seq) -> Result<Watcher> {
-        let store = self.inner.store.clone();
-        if let Lookup::Live(stream) = self.inner.bus.get(id) {
-            return Ok(Watcher::live(id, store, stream, since));
-        }
-        let record = db::deployment(&self.inner.pool, id).await?;
-        let count = self.inner.store.count(id).await?;
-        match self.inner.bus.open(record.api.status_data(), count) {
-            Lookup::Live(stream) => Ok(Watcher::live(id, store, stream, since)),
-            Lookup::Finished | Lookup::Unknown => {
-                // Ended: read the final state after the end was committed.
-                let record = db::deployment(&self.inner.pool, id).await?;
-                let count = self.inner.store.count(id).await?;
-                Ok(Watcher::finished(
-                    id,
-                    store,
-                    record.api.status_data(),
-                    since,
-                    count,
-                ))
-            }
-        }
+        self.inner.lifecycle.watch(id, since).await
     }
 
     /// Stops a pending or running deployment and waits (up to 30 s) until it has ended.
     pub async fn cancel(&self, id: DeploymentId) -> Result<Deployment> {
-        let record = db::deployment(&self.inner.pool, id).await?;
-        let status = record.api.status;
-        if status.is_terminal() {
-            return Err(EngineError::Conflict(format!(
-                "deployment {id} has already ended ({status})"
-            )));
-        }
-        if status == Status::Pending {
-            match self
-                .transition(
-                    id,
-                    Status::Pending,
-                    Status::Cancelled,
-                    db::Change::default(),
-                )
-                .await
-            {
-                Ok(record) => return Ok(record.api),
-                // A worker claimed it just now: cancel it there.
-                Err(EngineError::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut watcher = self.watch(id, Seq::MAX).await?;
-        let token = self.running_token(id);
-        match token {
-            Some(token) => token.cancel(),
-            None => {
-                let now = db::deployment(&self.inner.pool, id).await?.api;
-                if now.status.is_terminal() {
-                    return Ok(now);
-                }
-                return Err(EngineError::Conflict(format!(
-                    "deployment {id} is {} but no worker of this server runs it",
-                    now.status
-                )));
-            }
-        }
-        let ended = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(message) = watcher.next().await {
-                if message.terminal {
-                    break;
-                }
-            }
-        })
-        .await;
-        if ended.is_err() {
-            tracing::warn!(
-                deployment.id = id,
-                "cancel requested; the deployment has not ended after 30 s"
-            );
-        }
-        self.deployment(id).await
-    }
-
-    fn running_token(&self, id: DeploymentId) -> Option<CancellationToken> {
-        self.inner
-            .running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&id)
-            .cloned()
-    }
-
-    /// The one way a status changes: commit to the database, then publish.
-    pub(crate) async fn transition(
-        &self,
-        id: DeploymentId,
-        from: Status,
-        to: Status,
-        change: db::Change,
-    ) -> Result<db::DeploymentRecord> {
-        let record = db::transition(&self.inner.pool, id, from, to, change).await?;
-        let data = record.api.status_data();
-        if to.is_terminal() {
-            self.inner.bus.finish(data);
-        } else if let Lookup::Live(stream) = self.inner.bus.open(data.clone(), 0) {
-            stream.publish_status(data);
-        }
-        Ok(record)
+        self.inner.lifecycle.cancel(id).await
     }
 }
 

@@ -15,6 +15,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const RECORD: u64 = 16;
+/// Lines read at a time by a search: bounds its memory.
+const SEARCH_BATCH: Seq = 4096;
 
 #[derive(Debug, Clone)]
 pub struct LogStore {
@@ -68,6 +70,41 @@ impl LogStore {
             let mut bytes = Vec::with_capacity(end as usize);
             File::open(&log)?.take(end).read_to_end(&mut bytes)?;
             Ok(bytes)
+        })
+        .await
+    }
+
+    /// The lines whose text as a terminal shows it (colours removed, `\r` progress
+    /// collapsed) contains `needle` (lower case; ASCII case is ignored): their seqs, at
+    /// most `max`, and whether more matched.
+    pub async fn search(
+        &self,
+        id: DeploymentId,
+        needle: String,
+        max: usize,
+    ) -> io::Result<(Vec<Seq>, bool)> {
+        let (log, idx) = (self.log_path(id), self.idx_path(id));
+        blocking(move || {
+            let mut found = Vec::new();
+            let mut from = 1;
+            loop {
+                let lines = read_range(&log, &idx, from, from + SEARCH_BATCH - 1)?;
+                let Some(last) = lines.last().map(|l| l.seq) else {
+                    return Ok((found, false));
+                };
+                for line in lines {
+                    if protocol::ansi::plain(&line.line)
+                        .to_ascii_lowercase()
+                        .contains(&needle)
+                    {
+                        if found.len() == max {
+                            return Ok((found, true));
+                        }
+                        found.push(line.seq);
+                    }
+                }
+                from = last + 1;
+            }
         })
         .await
     }

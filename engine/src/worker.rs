@@ -1,22 +1,24 @@
 //! The queue workers and the deployment pipeline: clone, build, deploy, health check.
 //!
-//! Workers sleep on a `Notify` and claim durable rows; nothing polls on a timer. Each
+//! Workers sleep until the lifecycle wakes them and claim durable rows; nothing polls on a
+//! timer. A worker sees only a [`WorkerContext`]: the lifecycle (through which it claims
+//! and moves its [`Run`]), the container runtime, the source, and its settings. Each
 //! deployment writes its own lines (what it clones, the commit, the image, the container,
 //! the health check) into the same log as the build output.
 
-use crate::bus::{DeploymentStream, Lookup};
-use crate::db::{self, Change, DeploymentRecord};
-use crate::git::SourceError;
-use crate::logstore::{LineSplitter, LogWriter};
-use crate::runtime::{BuildRequest, ContainerSpec, ContainerState, RuntimeError};
-use crate::{Engine, EngineError};
+use crate::db::Artifacts;
+use crate::error::EngineError;
+use crate::git::{Source, SourceError};
+use crate::lifecycle::{Activity, Ending, Lifecycle, Run};
+use crate::logstore::LineSplitter;
+use crate::runtime::{BuildRequest, ContainerSpec, ContainerState, Runtime, RuntimeError};
 use protocol::{DeploymentId, Status};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// While Docker cannot be reached, idle workers look again this often; queued deployments
 /// stay pending meanwhile.
@@ -35,40 +37,64 @@ const MAX_BATCH_LINES: usize = 1024;
 const SETTLE_TIME: Duration = Duration::from_secs(3);
 /// Container output shown when a container dies or never answers.
 const TAIL_LINES: usize = 20;
+/// Between health probes of a starting container; not a viewer-facing poll.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// One health probe's limit.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the workers need, and nothing else.
+#[derive(Clone)]
+pub(crate) struct WorkerContext {
+    pub lifecycle: Arc<Lifecycle>,
+    pub runtime: Arc<dyn Runtime>,
+    pub source: Arc<dyn Source>,
+    pub settings: Arc<Settings>,
+    pub shutdown: CancellationToken,
+    /// For health probes: one client, its connections reused.
+    pub http: reqwest::Client,
+}
+
+/// The workers' part of the configuration.
+pub(crate) struct Settings {
+    /// Checkouts live in `<work_dir>/<deployment id>` while they are built.
+    pub work_dir: PathBuf,
+    pub health_timeout: Duration,
+    pub build_timeout: Duration,
+    pub progress_deadline: Duration,
+    /// Tells this installation's containers and images from others' on the same engine.
+    pub instance: String,
+}
 
 /// One worker: claim the next deployment, run it, repeat; sleep until woken.
-pub async fn run(engine: Engine, n: usize) {
-    let inner = &engine.inner;
+pub(crate) async fn run(cx: WorkerContext, n: usize) {
     tracing::debug!(worker = n, "worker started");
     let mut waiting_for_engine = false;
     loop {
         // Register for wake-ups before looking, so a deployment queued meanwhile is seen.
-        let notified = inner.wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if inner.shutdown.is_cancelled() {
+        let woken = cx.lifecycle.woken();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if cx.shutdown.is_cancelled() {
             break;
         }
         // Claim nothing while the engine is away: deployments wait instead of failing.
-        if let Err(e) = inner.runtime.ping().await {
+        if let Err(e) = cx.runtime.ping().await {
             if !waiting_for_engine {
                 tracing::warn!(worker = n, error = %e, "waiting for the container engine; queued deployments stay pending");
                 waiting_for_engine = true;
             }
             tokio::select! {
                 _ = tokio::time::sleep(ENGINE_RETRY) => continue,
-                _ = inner.shutdown.cancelled() => break,
+                _ = cx.shutdown.cancelled() => break,
             }
         }
         if waiting_for_engine {
             tracing::info!(worker = n, "the container engine answers again");
             waiting_for_engine = false;
         }
-        match db::claim_next(&inner.pool).await {
-            Ok(Some(record)) => {
-                run_deployment(&engine, record).await;
-                // Another deployment of the same app may be claimable now.
-                inner.wake.notify_waiters();
+        match cx.lifecycle.claim(&cx.shutdown).await {
+            Ok(Some(run)) => {
+                run_deployment(&cx, run).await;
                 continue;
             }
             Ok(None) => {}
@@ -76,25 +102,68 @@ pub async fn run(engine: Engine, n: usize) {
                 tracing::error!(worker = n, error = %e, "claiming a deployment failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = inner.shutdown.cancelled() => break,
+                    _ = cx.shutdown.cancelled() => break,
                 }
             }
         }
         tokio::select! {
-            _ = &mut notified => {}
-            _ = inner.shutdown.cancelled() => break,
+            _ = &mut woken => {}
+            _ = cx.shutdown.cancelled() => break,
         }
     }
     tracing::debug!(worker = n, "worker stopped");
 }
 
-/// Why a deployment stopped early.
+/// Why a deployment failed: what `error_message` tells a person.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("Cloning {url} failed: {reason}")]
+    Clone { url: String, reason: String },
+    #[error(transparent)]
+    Source(SourceError),
+    #[error("Dockerfile {path:?} not found in the repository at commit {commit}")]
+    NoDockerfile { path: String, commit: String },
+    #[error("packing the build context failed: {0}")]
+    Context(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(
+        "Health check failed: the container did not answer on port {port} within {} s (last: {last}). Its last output:\n{tail}",
+        timeout.as_secs()
+    )]
+    Unhealthy {
+        port: u16,
+        timeout: Duration,
+        last: String,
+        tail: String,
+    },
+    #[error("The container {how} before it was healthy. Its last output:\n{tail}")]
+    Died { how: String, tail: String },
+    #[error("the disk is full: writing the deployment log failed ({0})")]
+    DiskFull(std::io::Error),
+    #[error("writing the deployment log failed: {0}")]
+    Log(std::io::Error),
+    #[error(
+        "timed out: the deployment ran longer than {} s (SLIPWAY_BUILD_TIMEOUT_SECS)",
+        .0.as_secs()
+    )]
+    Timeout(Duration),
+    #[error(
+        "no progress for {} s: no output and no status change (SLIPWAY_PROGRESS_DEADLINE_SECS)",
+        .0.as_secs()
+    )]
+    Stalled(Duration),
+    #[error("{0}")]
+    EngineGone(RuntimeError),
+}
+
+/// Why a pipeline stopped early.
 enum Stop {
-    Failed(String),
+    Failed(Failure),
     Cancelled,
     /// The server is shutting down; the next start reconciles the deployment.
     Shutdown,
-    /// The database or log store failed: nothing more can be recorded.
+    /// The database failed: nothing more can be recorded.
     Engine(EngineError),
 }
 
@@ -104,78 +173,41 @@ impl From<EngineError> for Stop {
     }
 }
 
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Self {
+        Stop::Failed(f)
+    }
+}
+
+impl From<RuntimeError> for Stop {
+    fn from(e: RuntimeError) -> Self {
+        Stop::Failed(Failure::Runtime(e))
+    }
+}
+
 impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::StorageFull {
-            Stop::Failed(format!(
-                "the disk is full: writing the deployment log failed ({e})"
-            ))
+            Stop::Failed(Failure::DiskFull(e))
         } else {
-            Stop::Failed(format!("writing the deployment log failed: {e}"))
+            Stop::Failed(Failure::Log(e))
         }
-    }
-}
-
-/// Everything one run of the pipeline holds.
-struct Run {
-    engine: Engine,
-    id: DeploymentId,
-    status: Status,
-    stream: Arc<DeploymentStream>,
-    /// Shared with the blocking task that appends: a cancelled pipeline drops its future,
-    /// never the writer.
-    log: Arc<std::sync::Mutex<LogWriter>>,
-    /// A container this run started and has not handed over to the app yet.
-    new_container: Option<String>,
-    image_tag: Option<String>,
-    /// When the deployment last wrote output or changed status, for the progress deadline.
-    activity: Arc<Activity>,
-}
-
-/// Milliseconds since the run began at its last sign of progress.
-struct Activity {
-    began: Instant,
-    last_ms: std::sync::atomic::AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            began: Instant::now(),
-            last_ms: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let now = self.began.elapsed().as_millis() as u64;
-        self.last_ms
-            .store(now, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn idle(&self) -> Duration {
-        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
-        self.began
-            .elapsed()
-            .saturating_sub(Duration::from_millis(last))
     }
 }
 
 /// Resolves, with the reason, once the deployment has shown no progress for `deadline`.
-async fn stalled(activity: Arc<Activity>, deadline: Duration) -> String {
+async fn stalled(activity: Arc<Activity>, deadline: Duration) -> Failure {
     loop {
         let idle = activity.idle();
         if idle >= deadline {
-            return format!(
-                "no progress for {} s: no output and no status change (SLIPWAY_PROGRESS_DEADLINE_SECS)",
-                deadline.as_secs()
-            );
+            return Failure::Stalled(deadline);
         }
         tokio::time::sleep(deadline - idle).await;
     }
 }
 
 /// Resolves, with the reason, once the container engine has stopped answering.
-async fn engine_gone(runtime: Arc<dyn crate::runtime::Runtime>) -> String {
+async fn engine_gone(runtime: Arc<dyn Runtime>) -> Failure {
     let mut failures = 0;
     loop {
         tokio::time::sleep(LIVENESS_EVERY).await;
@@ -184,111 +216,48 @@ async fn engine_gone(runtime: Arc<dyn crate::runtime::Runtime>) -> String {
             Err(e) => {
                 failures += 1;
                 if failures >= LIVENESS_FAILURES {
-                    return e.to_string();
+                    return Failure::EngineGone(e);
                 }
             }
         }
     }
 }
 
-impl Run {
-    /// Appends lines to the log, then publishes them, both on the blocking pool: if this
-    /// future is dropped (cancel), the lines are still either stored and published, or
-    /// neither.
-    async fn write(&mut self, lines: Vec<String>) -> Result<(), Stop> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let (log, stream) = (self.log.clone(), self.stream.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut writer = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let written = writer.append_blocking(lines)?;
-            stream.publish_lines(&written);
-            Ok::<_, std::io::Error>(())
-        })
-        .await
-        .map_err(|e| Stop::Failed(format!("writing the deployment log failed: {e}")))??;
-        self.activity.touch();
-        Ok(())
-    }
-
-    /// A line of Slipway's own.
-    async fn say(&mut self, text: impl AsRef<str>) -> Result<(), Stop> {
-        self.write(vec![format!("[slipway] {}\n", text.as_ref())])
-            .await
-    }
-
-    async fn enter(&mut self, next: Status) -> Result<(), Stop> {
-        self.engine
-            .transition(self.id, self.status, next, Change::default())
-            .await?;
-        self.status = next;
-        self.activity.touch();
-        Ok(())
-    }
-
-    async fn progress(&mut self, progress: u8) -> Result<(), Stop> {
-        let record =
-            db::set_progress(&self.engine.inner.pool, self.id, self.status, progress).await?;
-        self.stream.publish_status(record.api.status_data());
-        self.activity.touch();
-        Ok(())
-    }
-}
-
-async fn run_deployment(engine: &Engine, record: DeploymentRecord) {
-    let id = record.api.id;
-    let inner = &engine.inner;
-    let token = inner.shutdown.child_token();
-    inner
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id, token.clone());
-    tracing::info!(
-        deployment.id = id,
-        app.id = record.api.app_id,
-        "deployment started"
-    );
+async fn run_deployment(cx: &WorkerContext, mut run: Run) {
+    let id = run.id();
     let started = Instant::now();
-
-    let outcome = match prepare(engine, &record).await {
-        Ok(mut run) => {
-            let limit = inner.config.build_timeout;
-            let activity = run.activity.clone();
-            let result = tokio::select! {
-                result = tokio::time::timeout(limit, pipeline(&mut run, &record)) => result.unwrap_or_else(|_| {
-                    Err(Stop::Failed(format!(
-                        "timed out: the deployment ran longer than {} s (SLIPWAY_BUILD_TIMEOUT_SECS)",
-                        limit.as_secs()
-                    )))
-                }),
-                reason = stalled(activity, inner.config.progress_deadline) => Err(Stop::Failed(reason)),
-                reason = engine_gone(inner.runtime.clone()) => Err(Stop::Failed(reason)),
-                _ = token.cancelled() => Err(if inner.shutdown.is_cancelled() { Stop::Shutdown } else { Stop::Cancelled }),
-            };
-            finish(&mut run, result).await
+    let mut pipeline = Pipeline {
+        cx,
+        new_container: None,
+    };
+    let limit = cx.settings.build_timeout;
+    let token = run.token().clone();
+    let activity = run.activity();
+    let result = tokio::select! {
+        result = tokio::time::timeout(limit, pipeline.run(&mut run)) => {
+            result.unwrap_or(Err(Stop::Failed(Failure::Timeout(limit))))
         }
-        // Not even the log could be opened (a full or read-only disk): the deployment
-        // still ends, with the reason, rather than stay claimed forever.
-        Err(e) => {
-            let reason = format!("the deployment log could not be opened: {e}");
-            let change = Change {
-                error_message: Some(reason),
-                failed_stage: Some(record.api.status),
-                ..Change::default()
-            };
-            engine
-                .transition(id, record.api.status, Status::Failed, change)
-                .await
-                .map(|_| Status::Failed)
+        failure = stalled(activity, cx.settings.progress_deadline) => Err(Stop::Failed(failure)),
+        failure = engine_gone(cx.runtime.clone()) => Err(Stop::Failed(failure)),
+        _ = token.cancelled() => Err(if cx.shutdown.is_cancelled() { Stop::Shutdown } else { Stop::Cancelled }),
+    };
+    let ending = match result {
+        Ok(()) => None,
+        Err(Stop::Shutdown) => return,
+        Err(Stop::Engine(e)) => {
+            tracing::error!(deployment.id = id, error = %e, "deployment could not be recorded");
+            return;
+        }
+        Err(Stop::Failed(failure)) => Some(Ending::Failed(failure.to_string())),
+        Err(Stop::Cancelled) => Some(Ending::Cancelled),
+    };
+    let outcome = match ending {
+        None => Ok(Status::Success),
+        Some(ending) => {
+            pipeline.remove_new_container(id).await;
+            run.end(ending).await
         }
     };
-    inner
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&id);
     let duration_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(status) => tracing::info!(deployment.id = id, %status, duration_ms, "deployment ended"),
@@ -298,235 +267,285 @@ async fn run_deployment(engine: &Engine, record: DeploymentRecord) {
     }
 }
 
-async fn prepare(engine: &Engine, record: &DeploymentRecord) -> Result<Run, EngineError> {
-    let id = record.api.id;
-    let log = engine.inner.store.writer(id).await?;
-    let stream = match engine
-        .inner
-        .bus
-        .open(record.api.status_data(), log.last_seq())
-    {
-        Lookup::Live(stream) => stream,
-        _ => {
-            return Err(EngineError::Internal(format!(
-                "deployment {id} ended before it started"
-            )));
+/// One run of the pipeline and what it must clean up if it stops early.
+struct Pipeline<'a> {
+    cx: &'a WorkerContext,
+    /// A container this run started and has not handed over to the app yet.
+    new_container: Option<String>,
+}
+
+impl Pipeline<'_> {
+    async fn remove_new_container(&mut self, id: DeploymentId) {
+        if let Some(container) = self.new_container.take()
+            && let Err(e) = self.cx.runtime.remove(&container).await
+        {
+            tracing::warn!(deployment.id = id, error = %e, "could not remove the new container");
         }
-    };
-    // The row is already `cloning` (claimed); tell viewers who saw it pending.
-    stream.publish_status(record.api.status_data());
-    Ok(Run {
-        engine: engine.clone(),
-        id,
-        status: record.api.status,
-        stream,
-        log: Arc::new(std::sync::Mutex::new(log)),
-        new_container: None,
-        image_tag: None,
-        activity: Arc::new(Activity::new()),
-    })
-}
+    }
 
-/// Records how the pipeline ended: success was recorded by the pipeline; a failure or
-/// a cancellation is logged, cleaned up and committed here.
-async fn finish(run: &mut Run, result: Result<(), Stop>) -> Result<Status, EngineError> {
-    let (to, reason) = match result {
-        Ok(()) => return Ok(Status::Success),
-        Err(Stop::Shutdown) => return Ok(run.status),
-        Err(Stop::Engine(e)) => return Err(e),
-        Err(Stop::Failed(reason)) => (Status::Failed, reason),
-        Err(Stop::Cancelled) => (Status::Cancelled, String::new()),
-    };
-    if let Some(container) = run.new_container.take()
-        && let Err(e) = run.engine.inner.runtime.remove(&container).await
-    {
-        tracing::warn!(deployment.id = run.id, error = %e, "could not remove the new container");
-    }
-    let line = match to {
-        Status::Cancelled => format!("Deployment cancelled during {}", run.status),
-        _ => format!("Deployment failed during {}: {reason}", run.status),
-    };
-    if let Err(Stop::Failed(e) | Stop::Engine(EngineError::Internal(e))) = run.say(&line).await {
-        tracing::warn!(deployment.id = run.id, error = %e, "could not log the end of the deployment");
-    }
-    let change = match to {
-        Status::Failed => Change {
-            error_message: Some(reason),
-            failed_stage: Some(run.status),
-            ..Change::default()
-        },
-        _ => Change::default(),
-    };
-    run.engine
-        .transition(run.id, run.status, to, change)
+    async fn run(&mut self, run: &mut Run) -> Result<(), Stop> {
+        let cx = self.cx;
+        let app = run.app().await?;
+        let id = run.id();
+
+        // A redeploy starts the image of an earlier deployment: no clone, no build.
+        let tag = match run.deployment().image.clone() {
+            Some(tag) if run.deployment().image_from.is_some() => {
+                let commit = run
+                    .deployment()
+                    .commit
+                    .as_deref()
+                    .map(|c| format!(" (commit {})", short(c)))
+                    .unwrap_or_default();
+                run.say(format!(
+                    "Redeploying image {tag}{commit}: no clone, no build"
+                ))
+                .await?;
+                tag
+            }
+            _ => {
+                let tag = self.clone_and_build(run, &app).await?;
+                run.enter(Status::Deploying).await?;
+                tag
+            }
+        };
+
+        let name = container_name(&app.name, id, &cx.settings.instance);
+        run.say(format!("Starting container {name}")).await?;
+        let started = cx
+            .runtime
+            .start(ContainerSpec {
+                name,
+                image: tag,
+                env: app.env.clone(),
+                port: app.port,
+                labels: labels(app.id, id),
+            })
+            .await?;
+        self.new_container = Some(started.id.clone());
+        let url = started.host_port.map(|p| format!("http://127.0.0.1:{p}"));
+        run.record(Artifacts {
+            container_id: Some(&started.id),
+            url: url.as_deref(),
+            ..Artifacts::default()
+        })
         .await?;
-    Ok(to)
-}
+        match &url {
+            Some(url) => {
+                run.say(format!(
+                    "Container {} started; port {} published at {url}",
+                    short(&started.id),
+                    app.port.unwrap_or_default()
+                ))
+                .await?
+            }
+            None => {
+                run.say(format!("Container {} started", short(&started.id)))
+                    .await?
+            }
+        }
+        self.health_check(run, &started.id, started.host_port)
+            .await?;
 
-async fn pipeline(run: &mut Run, record: &DeploymentRecord) -> Result<(), Stop> {
-    let inner = run.engine.inner.clone();
-    let app = db::app(&inner.pool, record.api.app_id).await?;
+        // Hand over: the new container serves; only now stop the previous one.
+        let previous = run.app().await?.container_id;
+        if let Some(previous) = previous.filter(|p| *p != started.id) {
+            match cx.runtime.remove(&previous).await {
+                Ok(()) => {
+                    run.say(format!(
+                        "Stopped the previous container {}",
+                        short(&previous)
+                    ))
+                    .await?
+                }
+                Err(e) => {
+                    run.say(format!(
+                        "Could not stop the previous container {}: {e}",
+                        short(&previous)
+                    ))
+                    .await?
+                }
+            }
+        }
+        run.say(match &url {
+            Some(url) => format!("Deployment successful: {url}"),
+            None => "Deployment successful".to_owned(),
+        })
+        .await?;
+        run.succeed(&started.id, url.as_deref()).await?;
+        self.new_container = None;
+        Ok(())
+    }
 
-    // A redeploy arrives with the image of an earlier deployment: no clone, no build.
-    let tag = match record.api.image.clone() {
-        Some(tag) => {
-            let commit = record
-                .api
-                .commit
-                .as_deref()
-                .map(|c| format!(" (commit {})", &c[..c.len().min(12)]))
-                .unwrap_or_default();
+    /// Clones the app's branch and builds its image; answers the image's tag.
+    async fn clone_and_build(
+        &mut self,
+        run: &mut Run,
+        app: &crate::db::AppRecord,
+    ) -> Result<String, Stop> {
+        let cx = self.cx;
+        let id = run.id();
+        // The claim moved the deployment to `cloning`.
+        let workdir = cx.settings.work_dir.join(id.to_string());
+        remove_dir(&workdir).await;
+        tokio::fs::create_dir_all(&cx.settings.work_dir).await?;
+        run.say(format!("Cloning {} (branch {})", app.repo_url, app.branch))
+            .await?;
+        let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+        let fetch = cx.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
+        let (checkout, pumped) = tokio::join!(fetch, pump(run, rx, false));
+        pumped?;
+        let checkout = checkout.map_err(|e| match e {
+            SourceError::CloneFailed(reason) => Failure::Clone {
+                url: app.repo_url.clone(),
+                reason,
+            },
+            other => Failure::Source(other),
+        })?;
+        run.record(Artifacts {
+            commit: Some(&checkout.commit),
+            ..Artifacts::default()
+        })
+        .await?;
+        run.say(format!("Checked out commit {}", checkout.commit))
+            .await?;
+
+        run.enter(Status::Building).await?;
+        let dockerfile = workdir.join(&app.dockerfile);
+        if !tokio::fs::metadata(&dockerfile)
+            .await
+            .map(|m| m.is_file())
+            .unwrap_or(false)
+        {
+            remove_dir(&workdir).await;
+            return Err(Failure::NoDockerfile {
+                path: app.dockerfile.clone(),
+                commit: short(&checkout.commit).to_owned(),
+            }
+            .into());
+        }
+        let tag = image_tag(&app.name, id, &cx.settings.instance);
+        run.say(format!("Building image {tag} from {}", app.dockerfile))
+            .await?;
+        let context_tar = tar_directory(workdir.clone()).await;
+        remove_dir(&workdir).await;
+        let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+        let request = BuildRequest {
+            context_tar: context_tar?,
+            dockerfile: app.dockerfile.clone(),
+            tag: tag.clone(),
+            labels: labels(app.id, id),
+        };
+        let build = cx.runtime.build(request, tx);
+        let (image, pumped) = tokio::join!(build, pump(run, rx, true));
+        pumped?;
+        let image = image?;
+        run.record(Artifacts {
+            image: Some(&tag),
+            ..Artifacts::default()
+        })
+        .await?;
+        run.say(format!("Built image {tag} ({})", short(&image)))
+            .await?;
+        Ok(tag)
+    }
+
+    async fn health_check(
+        &self,
+        run: &Run,
+        container: &str,
+        host_port: Option<u16>,
+    ) -> Result<(), Stop> {
+        let runtime = &self.cx.runtime;
+        let timeout = self.cx.settings.health_timeout;
+        let deadline = Instant::now() + timeout;
+        let Some(port) = host_port else {
             run.say(format!(
-                "Redeploying image {tag}{commit}: no clone, no build"
+                "No port configured: checking that the container stays up for {} s",
+                SETTLE_TIME.as_secs()
             ))
             .await?;
-            run.enter(Status::Building).await?;
-            tag
-        }
-        None => clone_and_build(run, &app).await?,
-    };
-
-    // Deploying.
-    run.enter(Status::Deploying).await?;
-    let name = container_name(&app.name, run.id, &inner.instance);
-    run.say(format!("Starting container {name}")).await?;
-    let started = inner
-        .runtime
-        .start(ContainerSpec {
-            name,
-            image: tag,
-            env: app.env.clone(),
-            port: app.port,
-            labels: labels(app.id, run.id),
-        })
-        .await
-        .map_err(runtime_failure)?;
-    run.new_container = Some(started.id.clone());
-    let url = started.host_port.map(|p| format!("http://127.0.0.1:{p}"));
-    db::record_artifacts(
-        &inner.pool,
-        run.id,
-        None,
-        None,
-        Some(&started.id),
-        url.as_deref(),
-    )
-    .await?;
-    match &url {
-        Some(url) => {
-            run.say(format!(
-                "Container {} started; port {} published at {url}",
-                short(&started.id),
-                app.port.unwrap_or_default()
-            ))
-            .await?
-        }
-        None => {
-            run.say(format!("Container {} started", short(&started.id)))
-                .await?
-        }
-    }
-    health_check(run, &started.id, started.host_port).await?;
-
-    // Hand over: the new container serves; only now stop the previous one.
-    let previous = db::app(&inner.pool, app.id).await?.container_id;
-    if let Some(previous) = previous.filter(|p| *p != started.id) {
-        match inner.runtime.remove(&previous).await {
-            Ok(()) => {
-                run.say(format!(
-                    "Stopped the previous container {}",
-                    short(&previous)
-                ))
-                .await?
+            tokio::time::sleep(SETTLE_TIME).await;
+            return match runtime.state(container).await? {
+                ContainerState::Running => Ok(run.say("Container is running").await?),
+                other => Err(self.died(container, other).await.into()),
+            };
+        };
+        run.say(format!(
+            "Health check: waiting for an HTTP answer below 500 on 127.0.0.1:{port}"
+        ))
+        .await?;
+        let url = format!("http://127.0.0.1:{port}/");
+        loop {
+            match runtime.state(container).await? {
+                ContainerState::Running => {}
+                other => return Err(self.died(container, other).await.into()),
             }
-            Err(e) => {
-                run.say(format!(
-                    "Could not stop the previous container {}: {e}",
-                    short(&previous)
-                ))
-                .await?
+            let last = match self.probe(&url).await {
+                Ok(code) if code < 500 => {
+                    run.say(format!(
+                        "Health check passed: HTTP {code} from 127.0.0.1:{port}"
+                    ))
+                    .await?;
+                    return Ok(());
+                }
+                Ok(code) => format!("HTTP {code}"),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                let tail = runtime
+                    .tail(container, TAIL_LINES)
+                    .await
+                    .unwrap_or_default();
+                return Err(Failure::Unhealthy {
+                    port,
+                    timeout,
+                    last,
+                    tail: tail.trim_end().to_owned(),
+                }
+                .into());
             }
+            tokio::time::sleep(PROBE_EVERY).await;
         }
     }
-    db::set_app_container(&inner.pool, app.id, &started.id, url.as_deref()).await?;
-    run.new_container = None;
-    run.say(match &url {
-        Some(url) => format!("Deployment successful: {url}"),
-        None => "Deployment successful".to_owned(),
-    })
-    .await?;
-    run.enter(Status::Success).await
-}
 
-/// Clones the app's branch and builds its image; answers the image's tag.
-async fn clone_and_build(run: &mut Run, app: &db::AppRecord) -> Result<String, Stop> {
-    let inner = run.engine.inner.clone();
-    // Cloning.
-    let workdir = inner.config.data_dir.join("work").join(run.id.to_string());
-    remove_dir(&workdir).await;
-    if let Some(parent) = workdir.parent() {
-        tokio::fs::create_dir_all(parent).await?;
+    /// One health probe: the status code of a GET, or why there was none.
+    async fn probe(&self, url: &str) -> Result<u16, String> {
+        let response = self
+            .cx
+            .http
+            .get(url)
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    format!("no answer within {} s", PROBE_TIMEOUT.as_secs())
+                } else if e.is_connect() {
+                    "connection refused".to_owned()
+                } else {
+                    "the connection closed without an HTTP answer".to_owned()
+                }
+            })?;
+        Ok(response.status().as_u16())
     }
-    run.say(format!("Cloning {} (branch {})", app.repo_url, app.branch))
-        .await?;
-    let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
-    let fetch = inner.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
-    let (checkout, pumped) = tokio::join!(fetch, pump(run, rx, false));
-    pumped?;
-    let checkout = checkout.map_err(|e| match e {
-        SourceError::CloneFailed(reason) => {
-            Stop::Failed(format!("Cloning {} failed: {reason}", app.repo_url))
+
+    async fn died(&self, container: &str, state: ContainerState) -> Failure {
+        let tail = self
+            .cx
+            .runtime
+            .tail(container, TAIL_LINES)
+            .await
+            .unwrap_or_default();
+        let how = match state {
+            ContainerState::Exited { code } => format!("exited with code {code}"),
+            _ => "disappeared".to_owned(),
+        };
+        Failure::Died {
+            how,
+            tail: tail.trim_end().to_owned(),
         }
-        other => Stop::Failed(other.to_string()),
-    })?;
-    db::record_artifacts(
-        &inner.pool,
-        run.id,
-        Some(&checkout.commit),
-        None,
-        None,
-        None,
-    )
-    .await?;
-    run.say(format!("Checked out commit {}", checkout.commit))
-        .await?;
-
-    // Building.
-    run.enter(Status::Building).await?;
-    let dockerfile = workdir.join(&app.dockerfile);
-    if !tokio::fs::metadata(&dockerfile)
-        .await
-        .map(|m| m.is_file())
-        .unwrap_or(false)
-    {
-        remove_dir(&workdir).await;
-        return Err(Stop::Failed(format!(
-            "Dockerfile {:?} not found in the repository at commit {}",
-            app.dockerfile,
-            &checkout.commit[..12]
-        )));
     }
-    let tag = image_tag(&app.name, run.id, &inner.instance);
-    run.image_tag = Some(tag.clone());
-    run.say(format!("Building image {tag} from {}", app.dockerfile))
-        .await?;
-    let context_tar = tar_directory(workdir.clone()).await?;
-    remove_dir(&workdir).await;
-    let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
-    let request = BuildRequest {
-        context_tar,
-        dockerfile: app.dockerfile.clone(),
-        tag: tag.clone(),
-        labels: labels(app.id, run.id),
-    };
-    let build = inner.runtime.build(request, tx);
-    let (image, pumped) = tokio::join!(build, pump(run, rx, true));
-    pumped?;
-    let image = image.map_err(runtime_failure)?;
-    db::record_artifacts(&inner.pool, run.id, None, Some(&tag), None, None).await?;
-    run.say(format!("Built image {tag} ({})", short(&image)))
-        .await?;
-    Ok(tag)
 }
 
 /// The progress a Dockerfile's `Step k/n` line means: from 50 towards 80.
@@ -572,127 +591,19 @@ async fn pump(
             None
         };
         if let Err(e) = run.write(lines).await {
-            failed = Some(e);
+            failed = Some(Stop::from(e));
             continue;
         }
         if let Some(p) = progress
             && let Err(e) = run.progress(p).await
         {
-            failed = Some(e);
+            failed = Some(e.into());
         }
     }
     match failed {
         Some(e) => Err(e),
-        None => run.write(splitter.finish()).await,
+        None => Ok(run.write(splitter.finish()).await?),
     }
-}
-
-fn runtime_failure(e: RuntimeError) -> Stop {
-    Stop::Failed(e.to_string())
-}
-
-async fn health_check(run: &mut Run, container: &str, host_port: Option<u16>) -> Result<(), Stop> {
-    let runtime = run.engine.inner.runtime.clone();
-    let timeout = run.engine.inner.config.health_timeout;
-    let deadline = Instant::now() + timeout;
-    let Some(port) = host_port else {
-        run.say(format!(
-            "No port configured: checking that the container stays up for {} s",
-            SETTLE_TIME.as_secs()
-        ))
-        .await?;
-        tokio::time::sleep(SETTLE_TIME).await;
-        return match runtime.state(container).await.map_err(runtime_failure)? {
-            ContainerState::Running => run.say("Container is running").await,
-            other => Err(died(run, container, other).await),
-        };
-    };
-    run.say(format!(
-        "Health check: waiting for an HTTP answer below 500 on 127.0.0.1:{port}"
-    ))
-    .await?;
-    let mut last;
-    loop {
-        match runtime.state(container).await.map_err(runtime_failure)? {
-            ContainerState::Running => {}
-            other => return Err(died(run, container, other).await),
-        }
-        match http_status(port).await {
-            Ok(code) if code < 500 => {
-                return run
-                    .say(format!(
-                        "Health check passed: HTTP {code} from 127.0.0.1:{port}"
-                    ))
-                    .await;
-            }
-            Ok(code) => last = format!("HTTP {code}"),
-            Err(e) => last = e,
-        }
-        if Instant::now() >= deadline {
-            let tail = runtime
-                .tail(container, TAIL_LINES)
-                .await
-                .unwrap_or_default();
-            return Err(Stop::Failed(format!(
-                "Health check failed: the container did not answer on port {port} within {} s (last: {last}). Its last output:\n{}",
-                timeout.as_secs(),
-                tail.trim_end()
-            )));
-        }
-        // Between probes of a starting container; not a viewer-facing poll.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn died(run: &Run, container: &str, state: ContainerState) -> Stop {
-    let tail = run
-        .engine
-        .inner
-        .runtime
-        .tail(container, TAIL_LINES)
-        .await
-        .unwrap_or_default();
-    let how = match state {
-        ContainerState::Exited { code } => format!("exited with code {code}"),
-        _ => "disappeared".to_owned(),
-    };
-    Stop::Failed(format!(
-        "The container {how} before it was healthy. Its last output:\n{}",
-        tail.trim_end()
-    ))
-}
-
-/// One HTTP/1.0 request to 127.0.0.1:port; the status code of the answer.
-async fn http_status(port: u16) -> Result<u16, String> {
-    let attempt = async {
-        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())?;
-        socket
-            .write_all(
-                b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: slipway-health-check\r\n\r\n",
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut head = Vec::with_capacity(64);
-        let mut buf = [0u8; 64];
-        while !head.contains(&b'\n') && head.len() < 1024 {
-            let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        let text = String::from_utf8_lossy(&head);
-        let code = text
-            .strip_prefix("HTTP/")
-            .and_then(|rest| rest.split_whitespace().nth(1))
-            .and_then(|code| code.parse::<u16>().ok());
-        code.ok_or_else(|| "the connection closed without an HTTP answer".to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .unwrap_or_else(|_| Err("no answer within 2 s".to_owned()))
 }
 
 /// Names carry the installation id: deployment ids restart with each database.
@@ -717,7 +628,7 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-async fn remove_dir(dir: &PathBuf) {
+async fn remove_dir(dir: &Path) {
     match tokio::fs::remove_dir_all(dir).await {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             tracing::warn!(dir = %dir.display(), error = %e, "could not remove a work directory")
@@ -727,7 +638,7 @@ async fn remove_dir(dir: &PathBuf) {
 }
 
 /// The build context: the checkout without `.git`, as a tar archive.
-async fn tar_directory(dir: PathBuf) -> Result<Vec<u8>, Stop> {
+async fn tar_directory(dir: PathBuf) -> Result<Vec<u8>, Failure> {
     tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let git = dir.join(".git");
         if git.exists() {
@@ -739,52 +650,39 @@ async fn tar_directory(dir: PathBuf) -> Result<Vec<u8>, Stop> {
         builder.into_inner()
     })
     .await
-    .map_err(|e| Stop::Failed(format!("packing the build context failed: {e}")))?
-    .map_err(|e| Stop::Failed(format!("packing the build context failed: {e}")))
+    .map_err(|e| Failure::Context(e.to_string()))?
+    .map_err(|e| Failure::Context(e.to_string()))
 }
 
 /// At start: deployments a previous run left mid-flight end `failed` with a reason and
 /// a last log line, and their half-made containers are removed. Pending ones stay
 /// queued; the workers take them.
-pub(crate) async fn reconcile(engine: &Engine) -> Result<(), EngineError> {
-    let inner = &engine.inner;
-    let stuck = db::deployments_in(
-        &inner.pool,
-        &[Status::Cloning, Status::Building, Status::Deploying],
-    )
-    .await?;
-    for record in stuck {
+pub(crate) async fn reconcile(cx: &WorkerContext) -> Result<(), EngineError> {
+    let instance = &cx.settings.instance;
+    for record in cx.lifecycle.interrupted().await? {
         let id = record.api.id;
         let stage = record.api.status;
-        let reason = format!("interrupted: the server restarted during {stage}");
-        let writer = inner.store.writer(id).await?;
-        let (_, written) = writer.append(vec![format!("[slipway] {reason}\n")]).await;
-        written?;
         // Its half-made container and image, found by their names even if the crash came
         // before they were recorded; never the app's serving container.
-        let app = db::app(&inner.pool, record.api.app_id).await?;
+        let app = cx.lifecycle.app(record.api.app_id).await?;
         let container = record
             .container_id
             .clone()
-            .unwrap_or_else(|| container_name(&app.name, id, &inner.instance));
+            .unwrap_or_else(|| container_name(&app.name, id, instance));
         if app.container_id.as_deref() != Some(container.as_str())
-            && let Err(e) = inner.runtime.remove(&container).await
+            && let Err(e) = cx.runtime.remove(&container).await
         {
             tracing::warn!(deployment.id = id, error = %e, "could not remove an interrupted container");
         }
-        if let Err(e) = inner
+        if let Err(e) = cx
             .runtime
-            .remove_image(&image_tag(&app.name, id, &inner.instance))
+            .remove_image(&image_tag(&app.name, id, instance))
             .await
         {
             tracing::warn!(deployment.id = id, error = %e, "could not remove an interrupted image");
         }
-        let change = Change {
-            error_message: Some(reason),
-            failed_stage: Some(stage),
-            ..Change::default()
-        };
-        engine.transition(id, stage, Status::Failed, change).await?;
+        let reason = format!("interrupted: the server restarted during {stage}");
+        cx.lifecycle.fail_interrupted(&record, reason).await?;
         tracing::warn!(deployment.id = id, %stage, "deployment interrupted by a restart marked failed");
     }
     Ok(())

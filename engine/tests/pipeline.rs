@@ -182,6 +182,37 @@ async fn drain(mut watcher: engine::Watcher, pause_every: Option<usize>) -> Vec<
     events
 }
 
+fn statuses(events: &[Event]) -> Vec<Status> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status { data, .. } => Some(data.status),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a viewer saw of the deployment's state, checked against the lifecycle's rules
+/// and against the database at the end: every change that was committed was published.
+async fn assert_every_change_was_published(engine: &Engine, id: i64, events: &[Event]) {
+    let states: Vec<protocol::StatusData> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status { data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .collect();
+    for pair in states.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let moved = a.status.can_transition_to(b.status);
+        let rose = a.status == b.status && (b.progress > a.progress || b.status.is_terminal());
+        assert!(moved || rose, "{:?} -> {:?}", a, b);
+    }
+    let stored = engine.deployment(id).await.unwrap().status_data();
+    let last = states.last().expect("a status event");
+    assert_eq!(last, &stored, "the last event is the committed state");
+}
+
 fn seqs(events: &[Event]) -> Vec<u64> {
     events
         .iter()
@@ -225,6 +256,7 @@ async fn queued_work_runs_to_success_with_ordered_events() {
     let seqs = seqs(&events);
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     assert!(seqs.len() > 50);
+    assert_every_change_was_published(&engine, deployment.id, &events).await;
     let done = engine.deployment(deployment.id).await.unwrap();
     assert_eq!(done.status, Status::Success);
     assert_eq!(done.progress, 100);
@@ -291,11 +323,14 @@ async fn cancel_stops_a_running_build_and_a_finished_one_is_a_conflict() {
     let engine = start(&dir, runtime, 1).await;
     let app = new_app(&engine, &dir).await;
     let deployment = engine.deploy(app).await.unwrap();
+    let viewer = tokio::spawn(drain(engine.watch(deployment.id, 0).await.unwrap(), None));
     tokio::time::timeout(Duration::from_secs(30), building.notified())
         .await
         .expect("the build starts");
     let cancelled = engine.cancel(deployment.id).await.unwrap();
     assert_eq!(cancelled.status, Status::Cancelled);
+    let events = viewer.await.unwrap();
+    assert_every_change_was_published(&engine, deployment.id, &events).await;
     assert!(matches!(
         engine.cancel(deployment.id).await,
         Err(engine::EngineError::Conflict(_))
@@ -535,11 +570,18 @@ async fn a_redeploy_reuses_the_image_without_building() {
         .collect();
     assert!(text.contains("Redeploying image"), "{text}");
     assert!(!text.contains("Cloning"), "{text}");
+    // Only the stages that ran: pending (if the viewer came first), deploying, success.
+    let mut stages: Vec<Status> = statuses(&events);
+    stages.dedup();
+    stages.retain(|s| *s != Status::Pending);
+    assert_eq!(stages, vec![Status::Deploying, Status::Success]);
+    assert_eq!(again.image_from, Some(first.id));
     assert!(!text.contains("Step 1/2"), "{text}");
     let Some(Event::Status { data, .. }) = events.last() else {
         panic!("{events:?}");
     };
     assert_eq!(data.status, Status::Success, "{}", data.error_message);
+    assert_every_change_was_published(&engine, again.id, &events).await;
 
     let pending = engine.deploy(app).await.unwrap();
     let refused = engine.redeploy(pending.id).await;

@@ -6,13 +6,16 @@
 //! - [`App`], [`Deployment`]: the JSON bodies of the HTTP API.
 //! - [`ErrorCode`], [`ApiError`]: the error body every failing request answers with.
 //! - [`validate`]: the rules for a new app, shared so the browser and the server agree.
+//! - [`ansi`]: a log line as a terminal shows it (colours, `\r` progress), shared by the
+//!   server's log search and the browser's log viewer.
 //!
-//! This crate needs only serde: nothing here may pull in a runtime.
+//! This crate needs only serde and anstyle-parse: nothing here may pull in a runtime.
 
+pub mod ansi;
 mod status;
 pub mod validate;
 
-pub use status::Status;
+pub use status::{Plan, Status};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,6 +44,27 @@ pub struct StatusData {
 }
 
 impl StatusData {
+    /// What viewers see of deployment `id`: `stage` and `message` follow from `status`.
+    pub fn new(
+        deployment_id: DeploymentId,
+        status: Status,
+        progress: u8,
+        error_message: String,
+        duration: Option<f64>,
+        failed_stage: Option<Status>,
+    ) -> StatusData {
+        StatusData {
+            deployment_id,
+            status,
+            stage: status,
+            progress,
+            message: status.default_message().to_owned(),
+            error_message,
+            duration,
+            failed_stage,
+        }
+    }
+
     /// True when a viewer must be told: `status`, `stage`, `progress` or
     /// `error_message` differ (PROTOCOL.md, guarantee 3).
     pub fn differs_from(&self, other: &StatusData) -> bool {
@@ -59,6 +83,26 @@ pub struct LogLine {
     /// When the line was written (RFC 3339, UTC, milliseconds).
     pub timestamp: String,
 }
+
+/// `GET /api/deployments/{id}/lines?from=A&to=B`: lines `A..=B` as stored, and how many
+/// lines the log holds now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub total: Seq,
+    pub lines: Vec<LogLine>,
+}
+
+/// `GET /api/deployments/{id}/search?q=TEXT`: the lines whose text (without ANSI codes)
+/// contains `q`, ignoring ASCII case; at most [`MAX_SEARCH_RESULTS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub seqs: Vec<Seq>,
+    /// More lines matched than were listed.
+    pub truncated: bool,
+}
+
+/// Most matches one search answers.
+pub const MAX_SEARCH_RESULTS: usize = 10_000;
 
 /// One server-to-client message of the monitor WebSocket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,24 +203,34 @@ pub struct Deployment {
     pub finished_at: Option<String>,
     /// Seconds from `started_at` to `finished_at`, once finished.
     pub duration: Option<f64>,
+    /// The deployment whose image this one starts again (a redeploy or a rollback): no
+    /// clone, no build.
+    #[serde(default)]
+    pub image_from: Option<DeploymentId>,
 }
 
 impl Deployment {
     pub fn status_data(&self) -> StatusData {
-        StatusData {
-            deployment_id: self.id,
-            status: self.status,
-            stage: self.stage,
-            progress: self.progress,
-            message: self.message.clone(),
-            error_message: self.error_message.clone(),
-            duration: self.duration,
-            failed_stage: self.failed_stage,
+        StatusData::new(
+            self.id,
+            self.status,
+            self.progress,
+            self.error_message.clone(),
+            self.duration,
+            self.failed_stage,
+        )
+    }
+
+    /// Which stages this deployment runs.
+    pub fn plan(&self) -> Plan {
+        match self.image_from {
+            Some(_) => Plan::Image,
+            None => Plan::Build,
         }
     }
 }
 
-/// The body of `POST /api/apps`, before validation.
+/// The body of `POST /api/apps`, before validation ([`validate::new_app`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewApp {
     pub name: String,
@@ -191,10 +245,40 @@ pub struct NewApp {
     pub env: BTreeMap<String, String>,
 }
 
+impl NewApp {
+    /// The add-app form's fields, each text as typed: blank optional fields are absent,
+    /// `port` is digits, `env` is `NAME=value` lines.
+    pub fn from_form(
+        name: &str,
+        repo_url: &str,
+        branch: &str,
+        dockerfile: &str,
+        port: &str,
+        env: &str,
+    ) -> Result<NewApp, validate::FieldError> {
+        Ok(NewApp {
+            name: name.trim().to_owned(),
+            repo_url: repo_url.trim().to_owned(),
+            branch: validate::blank_to_none(branch),
+            dockerfile: validate::blank_to_none(dockerfile),
+            port: validate::port_text(port, "port")?,
+            env: validate::env_lines(env, "env")?,
+        })
+    }
+}
+
+/// The body of `POST /api/deployments`: `appId` (or `app_id`), a positive integer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewDeployment {
+    #[serde(rename = "appId", alias = "app_id")]
+    pub app_id: std::num::NonZeroU64,
+}
+
 /// Changes to an app's settings (`PATCH /api/apps/{id}`): absent fields stay as they are.
 /// Environment values are never shown back, so `env` names only the variables to set
-/// (a value) or remove (`null`).
+/// (a value) or remove (`null`). Other fields (`name`) cannot be changed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo_url: Option<String>,
@@ -203,10 +287,30 @@ pub struct AppChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
     /// `Some(None)` removes the port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub port: Option<Option<i64>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, Option<String>>,
+}
+
+/// A field that is present, even as `null`: `Some(None)`; absent fields stay `None`
+/// through `#[serde(default)]`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The body of `POST /api/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewToken {
+    pub name: String,
 }
 
 /// An API token as listed: never the secret itself.

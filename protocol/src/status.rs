@@ -2,8 +2,13 @@ use serde::{Deserialize, Serialize};
 
 /// Where a deployment is in its lifecycle. Status and stage are the same value on the
 /// wire; stages run in declaration order, and the last three end a deployment.
+///
+/// Everything a stage means lives here: its progress, its message, which stages may
+/// follow it, and which plans run it ([`Plan::stages`]). Adding a stage touches this file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "snake_case"))]
 pub enum Status {
     /// Created and waiting for a worker.
     Pending,
@@ -44,10 +49,6 @@ impl Status {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     /// The progress a deployment shows when it enters this status.
     pub const fn progress(self) -> u8 {
         match self {
@@ -86,18 +87,51 @@ impl Status {
         matches!(self, Status::Success | Status::Failed | Status::Cancelled)
     }
 
-    /// The one rule for moving between statuses: forward one stage at a time, or to
-    /// `failed` / `cancelled` from any unfinished status. Nothing leaves a terminal status.
+    /// The one rule for moving between statuses: forward to the next stage of a plan, or
+    /// to `failed` / `cancelled` from any unfinished status. Nothing leaves a terminal
+    /// status. A redeploy skips from `pending` straight to `deploying`.
     pub const fn can_transition_to(self, next: Status) -> bool {
         match (self, next) {
             (from, _) if from.is_terminal() => false,
             (_, Status::Failed | Status::Cancelled) => true,
-            (Status::Pending, Status::Cloning)
+            (Status::Pending, Status::Cloning | Status::Deploying)
             | (Status::Cloning, Status::Building)
             | (Status::Building, Status::Deploying)
             | (Status::Deploying, Status::Success) => true,
             _ => false,
         }
+    }
+}
+
+/// What a deployment does between `pending` and its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Plan {
+    /// Clone the repository, build its image, start it.
+    Build,
+    /// Start an image an earlier deployment built (a redeploy or a rollback).
+    Image,
+}
+
+impl Plan {
+    /// The unfinished stages this plan runs, in order; a deployment then ends `success`,
+    /// `failed` or `cancelled`.
+    pub const fn stages(self) -> &'static [Status] {
+        match self {
+            Plan::Build => &[
+                Status::Pending,
+                Status::Cloning,
+                Status::Building,
+                Status::Deploying,
+            ],
+            Plan::Image => &[Status::Pending, Status::Deploying],
+        }
+    }
+
+    /// The stage after `current` in this plan: `success` after the last one.
+    pub fn next(self, current: Status) -> Option<Status> {
+        let stages = self.stages();
+        let at = stages.iter().position(|s| *s == current)?;
+        Some(stages.get(at + 1).copied().unwrap_or(Status::Success))
     }
 }
 
@@ -122,6 +156,28 @@ mod tests {
         assert!(!Pending.can_transition_to(Success));
         assert!(!Building.can_transition_to(Cloning));
         assert!(!Pending.can_transition_to(Pending));
+    }
+
+    #[test]
+    fn plans_walk_only_allowed_transitions() {
+        use super::Plan;
+        for plan in [Plan::Build, Plan::Image] {
+            let mut at = Pending;
+            let mut path = vec![at];
+            while let Some(next) = plan.next(at) {
+                assert!(at.can_transition_to(next), "{plan:?}: {at} -> {next}");
+                path.push(next);
+                if next.is_terminal() {
+                    break;
+                }
+                at = next;
+            }
+            assert_eq!(path.last(), Some(&Success), "{plan:?}");
+            assert_eq!(&path[..path.len() - 1], plan.stages(), "{plan:?}");
+        }
+        assert_eq!(Plan::Image.next(Pending), Some(Deploying));
+        assert_eq!(Plan::Image.next(Building), None);
+        assert!(Pending.can_transition_to(Deploying));
     }
 
     #[test]
@@ -156,9 +212,7 @@ mod tests {
         for (status, progress, message) in table {
             assert_eq!(status.progress(), progress);
             assert_eq!(status.default_message(), message);
-            assert_eq!(Status::parse(status.as_str()), Some(status));
         }
         assert_eq!(Building.progress_ceiling(), 80);
-        assert_eq!(Status::parse("building "), None);
     }
 }

@@ -242,11 +242,47 @@ pub fn dockerfile_path(path: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+const PORT_RULE: &str = "must be a number from 1 to 65535";
+
 pub fn port(port: i64) -> Result<u16, FieldError> {
     u16::try_from(port)
         .ok()
         .filter(|p| *p >= 1)
-        .ok_or_else(|| FieldError::new("port", "must be a number from 1 to 65535"))
+        .ok_or_else(|| FieldError::new("port", PORT_RULE))
+}
+
+/// A port typed into a form: blank is none, otherwise a whole number from 1 to 65535
+/// (checked by [`port`]); errors name `field`.
+pub fn port_text(text: &str, field: &str) -> Result<Option<i64>, FieldError> {
+    match text.trim() {
+        "" => Ok(None),
+        digits => digits
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| FieldError::new(field, PORT_RULE)),
+    }
+}
+
+/// `NAME=value` lines typed into a form; blank lines and `#` comments are skipped. Names
+/// are checked by [`env`]; errors name `field`.
+pub fn env_lines(text: &str, field: &str) -> Result<BTreeMap<String, String>, FieldError> {
+    let mut env = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line.split_once('=').ok_or_else(|| {
+            FieldError::new(field, format!("line {} must look like NAME=value", n + 1))
+        })?;
+        env.insert(key.trim().to_owned(), value.to_owned());
+    }
+    Ok(env)
+}
+
+/// A form text with surrounding spaces removed; `None` when nothing is left.
+pub fn blank_to_none(text: &str) -> Option<String> {
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
 pub fn env(env: &BTreeMap<String, String>) -> Result<(), FieldError> {
@@ -391,5 +427,29 @@ mod tests {
         assert!(env(&vars).is_ok());
         vars.insert("1BAD".to_owned(), "x".to_owned());
         assert_eq!(env(&vars).expect_err("bad name").field, "env");
+    }
+
+    #[test]
+    fn form_texts_parse_with_the_same_rules() {
+        assert_eq!(port_text(" ", "port"), Ok(None));
+        assert_eq!(port_text("8080", "port"), Ok(Some(8080)));
+        assert_eq!(
+            port_text("80a", "port")
+                .expect_err("not a number")
+                .to_string(),
+            "port: must be a number from 1 to 65535"
+        );
+        let vars = env_lines("# comment\nA=1\n\n B = x=y\n", "env").expect("parses");
+        assert_eq!(vars.get("A").map(String::as_str), Some("1"));
+        assert_eq!(vars.get("B").map(String::as_str), Some(" x=y"));
+        assert_eq!(
+            env_lines("A=1\nnope", "env_set").expect_err("no =").field,
+            "env_set"
+        );
+        let app = NewApp::from_form("hello", " /r ", "", " ", "", "").expect("valid form");
+        assert_eq!(
+            (app.repo_url.as_str(), app.branch, app.port),
+            ("/r", None, None)
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! The JSON HTTP API of PROTOCOL.md. Handlers parse and check input, call the engine,
-//! and map its errors; they hold no logic of their own.
+//! The JSON HTTP API of PROTOCOL.md. Bodies are parsed by serde into the protocol's
+//! types ([`Body`]); handlers call the engine and map its errors; they hold no logic of
+//! their own.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -9,14 +10,31 @@ use axum::extract::{Extension, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engine::auth::Principal;
-use protocol::{ApiToken, App, CreatedToken, Deployment, ErrorCode, NewApp};
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use protocol::{ApiToken, App, AppChanges, CreatedToken, Deployment, ErrorCode, NewApp};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-/// A JSON object body; anything else becomes our error format (400, or 413 when too large).
-pub struct JsonObject(pub Map<String, Value>);
+/// A request body the API parses.
+pub trait Input: DeserializeOwned {
+    /// The answer to a field of the wrong type or a missing one: `422` by default;
+    /// PROTOCOL.md asks `400` of some bodies.
+    const REJECTION: ErrorCode = ErrorCode::Unprocessable;
+}
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+impl Input for NewApp {}
+impl Input for AppChanges {}
+impl Input for protocol::NewToken {
+    const REJECTION: ErrorCode = ErrorCode::BadRequest;
+}
+impl Input for protocol::NewDeployment {
+    const REJECTION: ErrorCode = ErrorCode::BadRequest;
+}
+
+/// A JSON body parsed into `T`; anything else becomes our error format: `400` when it is
+/// not a JSON object, `413` when too large, `T::REJECTION` naming the field otherwise.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: Input> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -30,16 +48,30 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 ApiError::bad_request(format!("the request body could not be read: {rejection}"))
             }
         })?;
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(_) => Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            )),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "the request body is not valid JSON: {e}"
-            ))),
-        }
+        parse(&bytes).map(Body)
     }
+}
+
+/// Parses a body: syntax errors and non-objects are `400`; a field's error names it.
+pub fn parse<T: Input>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde names a missing field only inside its message: "missing field `name`".
+        let message = match inner.strip_prefix("missing field `") {
+            Some(rest) => format!("{}: is required", rest.trim_end_matches('`')),
+            None if path == "." => inner,
+            None => format!("{path}: {inner}"),
+        };
+        ApiError::new(T::REJECTION, message)
+    })
 }
 
 /// A numeric id from the path; anything else is a 400 naming it.
@@ -60,7 +92,7 @@ pub async fn health() -> Json<Value> {
 pub async fn metrics() -> Json<Value> {
     use std::sync::atomic::Ordering::Relaxed;
     Json(serde_json::json!({
-        "db_queries": engine::db::QUERIES.load(Relaxed),
+        "db_queries": engine::QUERIES.load(Relaxed),
         "viewers": crate::monitor::VIEWERS.load(Relaxed),
     }))
 }
@@ -71,9 +103,8 @@ pub async fn list_apps(State(state): State<AppState>) -> Result<Json<Vec<App>>, 
 
 pub async fn create_app(
     State(state): State<AppState>,
-    JsonObject(body): JsonObject,
+    Body(new): Body<NewApp>,
 ) -> Result<Response, ApiError> {
-    let new = new_app_from_json(&body)?;
     let app = state.engine.create_app(new).await?;
     Ok((StatusCode::CREATED, Json(app)).into_response())
 }
@@ -82,29 +113,9 @@ pub async fn create_app(
 pub async fn update_app(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonObject(body): JsonObject,
+    Body(changes): Body<AppChanges>,
 ) -> Result<Json<App>, ApiError> {
     let id = parse_id("app id", &id)?;
-    if let Some(field) = body.keys().find(|k| {
-        !matches!(
-            k.as_str(),
-            "repo_url" | "branch" | "dockerfile" | "port" | "env"
-        )
-    }) {
-        return Err(unprocessable(
-            field,
-            "cannot be changed (repo_url, branch, dockerfile, port and env can)",
-        ));
-    }
-    let port = port_field(&body)?;
-    let env = env_field(&body, true)?;
-    let changes = protocol::AppChanges {
-        repo_url: optional_string(&body, "repo_url")?,
-        branch: optional_string(&body, "branch")?,
-        dockerfile: optional_string(&body, "dockerfile")?,
-        port,
-        env,
-    };
     Ok(Json(state.engine.update_app(id, changes).await?))
 }
 
@@ -118,90 +129,6 @@ pub async fn redeploy(
         .redeploy(parse_id("deployment id", &id)?)
         .await?;
     Ok((StatusCode::CREATED, Json(deployment)))
-}
-
-fn unprocessable(field: &str, message: &str) -> ApiError {
-    ApiError::new(ErrorCode::Unprocessable, format!("{field}: {message}"))
-}
-
-fn optional_string(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(unprocessable(field, "must be a string")),
-    }
-}
-
-/// `port`: absent (`None`), `null` (`Some(None)`) or a whole number.
-fn port_field(body: &Map<String, Value>) -> Result<Option<Option<i64>>, ApiError> {
-    match body.get("port") {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(|p| Some(Some(p)))
-            .ok_or_else(|| unprocessable("port", "must be a whole number from 1 to 65535")),
-        Some(_) => Err(unprocessable("port", "must be a number from 1 to 65535")),
-    }
-}
-
-/// `env`: an object of names to string values; with `removals`, `null` removes a name.
-fn env_field(
-    body: &Map<String, Value>,
-    removals: bool,
-) -> Result<BTreeMap<String, Option<String>>, ApiError> {
-    let vars = match body.get("env") {
-        None | Some(Value::Null) => return Ok(BTreeMap::new()),
-        Some(Value::Object(vars)) => vars,
-        Some(_) => {
-            return Err(unprocessable(
-                "env",
-                "must be an object of names to string values",
-            ));
-        }
-    };
-    let mut env = BTreeMap::new();
-    for (key, value) in vars {
-        let value = match value {
-            Value::String(s) => Some(s.clone()),
-            Value::Null if removals => None,
-            _ if removals => {
-                return Err(unprocessable(
-                    "env",
-                    &format!("the value of {key:?} must be a string, or null to remove it"),
-                ));
-            }
-            _ => {
-                return Err(unprocessable(
-                    "env",
-                    &format!("the value of {key:?} must be a string"),
-                ));
-            }
-        };
-        env.insert(key.clone(), value);
-    }
-    Ok(env)
-}
-
-/// Field by field, so every type error names its field.
-fn new_app_from_json(body: &Map<String, Value>) -> Result<NewApp, ApiError> {
-    let name =
-        optional_string(body, "name")?.ok_or_else(|| unprocessable("name", "is required"))?;
-    let repo_url = optional_string(body, "repo_url")?
-        .ok_or_else(|| unprocessable("repo_url", "is required"))?;
-    let port = port_field(body)?.flatten();
-    let env = env_field(body, false)?
-        .into_iter()
-        .filter_map(|(name, value)| value.map(|v| (name, v)))
-        .collect();
-    Ok(NewApp {
-        name,
-        repo_url,
-        branch: optional_string(body, "branch")?,
-        dockerfile: optional_string(body, "dockerfile")?,
-        port,
-        env,
-    })
 }
 
 pub async fn show_app(
@@ -230,14 +157,9 @@ pub async fn app_deployments(
 
 pub async fn create_deployment(
     State(state): State<AppState>,
-    JsonObject(body): JsonObject,
+    Body(new): Body<protocol::NewDeployment>,
 ) -> Result<Response, ApiError> {
-    let value = body.get("appId").or_else(|| body.get("app_id"));
-    let app_id = match value {
-        Some(Value::Number(n)) => n.as_i64().filter(|id| *id > 0),
-        _ => None,
-    }
-    .ok_or_else(|| ApiError::bad_request("appId is required and must be a positive integer"))?;
+    let app_id = i64::try_from(new.app_id.get()).unwrap_or(i64::MAX);
     let deployment = state.engine.deploy(app_id).await?;
     Ok((StatusCode::CREATED, Json(deployment)).into_response())
 }
@@ -271,6 +193,60 @@ pub async fn deployment_log(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
 }
 
+/// Most lines one `GET /api/deployments/{id}/lines` answers.
+pub const MAX_PAGE_LINES: u64 = 5000;
+
+#[derive(serde::Deserialize)]
+pub struct LinesQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/deployments/{id}/lines?from=A&to=B`: lines `A..=B` with their seqs (at most
+/// 5,000 at a time), and the log's length.
+pub async fn deployment_lines(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<LinesQuery>,
+) -> Result<Json<protocol::LogPage>, ApiError> {
+    let id = parse_id("deployment id", &id)?;
+    let seq = |name: &str, text: Option<&str>| -> Result<u64, ApiError> {
+        text.ok_or_else(|| ApiError::bad_request(format!("{name} is required")))?
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ApiError::bad_request(format!("{name} must be a positive integer")))
+    };
+    let from = seq("from", query.from.as_deref())?;
+    let to = seq("to", query.to.as_deref())?;
+    if to < from || to - from >= MAX_PAGE_LINES {
+        return Err(ApiError::bad_request(format!(
+            "to must be from {from} to {}",
+            from + MAX_PAGE_LINES - 1
+        )));
+    }
+    Ok(Json(state.engine.lines(id, from, to).await?))
+}
+
+#[derive(serde::Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+}
+
+/// `GET /api/deployments/{id}/search?q=TEXT`: the seqs of the lines containing TEXT.
+pub async fn search_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<SearchQuery>,
+) -> Result<Json<protocol::SearchResult>, ApiError> {
+    let id = parse_id("deployment id", &id)?;
+    let text = query.q.unwrap_or_default();
+    if text.trim().is_empty() || text.len() > 1024 {
+        return Err(ApiError::bad_request("q must be 1 to 1024 characters"));
+    }
+    Ok(Json(state.engine.search(id, text.trim()).await?))
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such API route: see PROTOCOL.md")
 }
@@ -284,14 +260,9 @@ pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Vec<ApiTo
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(by): Extension<Principal>,
-    JsonObject(body): JsonObject,
+    Body(new): Body<protocol::NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let name = match body.get("name") {
-        Some(Value::String(name)) => name,
-        Some(_) => return Err(ApiError::bad_request("name must be a string")),
-        None => return Err(ApiError::bad_request("name is required")),
-    };
-    let created = state.engine.auth().create_token(name, &by).await?;
+    let created = state.engine.auth().create_token(&new.name, &by).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

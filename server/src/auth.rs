@@ -99,10 +99,10 @@ impl Origins {
     }
 }
 
-fn origin_of_url(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
+/// The origin (`scheme://host[:port]`) of a URL, as browsers serialise it.
+pub fn origin_of_url(url: &str) -> Option<String> {
+    let origin = url::Url::parse(url).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 /// What the gate decided, for handlers that answer refusals themselves (the monitor).
@@ -112,23 +112,28 @@ pub enum Access {
     Refused(ApiError),
 }
 
-fn is_public(path: &str) -> bool {
+/// Paths anyone may ask for: health, the sign-in pages, static assets (under
+/// `/<pkg_dir>/`).
+fn is_public(path: &str, pkg_dir: &str) -> bool {
     matches!(
         path,
         "/api/health" | "/login" | "/setup" | "/auth/login" | "/auth/setup" | "/favicon.ico"
-    ) || path.starts_with("/pkg/")
+    ) || path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(pkg_dir))
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The value of one cookie.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
 }
 
 pub fn access(state: &AppState, method: &Method, headers: &HeaderMap) -> Access {
@@ -146,7 +151,7 @@ pub fn access(state: &AppState, method: &Method, headers: &HeaderMap) -> Access 
             )),
         };
     }
-    match cookie(headers, SESSION_COOKIE).and_then(|secret| auth.session(secret)) {
+    match cookie(headers, SESSION_COOKIE).and_then(|secret| auth.session(&secret)) {
         Some(principal) => {
             let mutation = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
             let upgrade = headers.contains_key(axum::http::header::UPGRADE);
@@ -170,7 +175,7 @@ pub fn access(state: &AppState, method: &Method, headers: &HeaderMap) -> Access 
 
 pub async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    if is_public(&path) {
+    if is_public(&path, &state.leptos.site_pkg_dir) {
         if path == "/setup" && state.engine.auth().has_users() {
             return see_other("/login");
         }
@@ -229,8 +234,16 @@ fn local_path(next: Option<&str>) -> &str {
 }
 
 fn session_cookie(state: &AppState, value: &str, max_age: u64) -> String {
-    let secure = if state.origins.secure { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+    cookie::Cookie::build((SESSION_COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(i64::MAX),
+        ))
+        .secure(state.origins.secure)
+        .build()
+        .to_string()
 }
 
 fn signed_in(state: &AppState, secret: &str, next: Option<&str>) -> Response {
@@ -284,7 +297,7 @@ pub async fn setup(
         .await
     {
         Ok(secret) => signed_in(&state, &secret, None),
-        Err(engine::EngineError::Conflict(_)) => see_other("/login"),
+        Err(engine::EngineError::Conflict(engine::Conflict::AccountExists)) => see_other("/login"),
         Err(e) => {
             let message = ApiError::from(e).message;
             see_other(&format!(
@@ -325,7 +338,7 @@ pub async fn login(
 /// `POST /auth/logout`: ends the session (behind the gate, so same-origin only).
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(secret) = cookie(&headers, SESSION_COOKIE)
-        && let Err(e) = state.engine.auth().logout(secret).await
+        && let Err(e) = state.engine.auth().logout(&secret).await
     {
         return ApiError::from(e).into_response();
     }
@@ -414,7 +427,7 @@ mod tests {
     #[test]
     fn cookies_and_redirects() {
         let h = headers(&[("cookie", "a=1; slipway_session=abc; b=2")]);
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
         assert_eq!(cookie(&h, "c"), None);
         assert_eq!(local_path(Some("/apps/3")), "/apps/3");
         for bad in ["//evil.example", "https://evil.example", "/\\evil", ""] {

@@ -1,5 +1,7 @@
 //! The HTTP edge's error: one code and message, rendered as PROTOCOL.md's JSON body.
-//! Internal detail is logged here, once, and never sent to the client.
+//! Engine errors are mapped by [`EngineError::code`] and
+//! [`EngineError::public_message`], the same rule the dashboard's server functions use;
+//! internal detail is logged once, when the response is made, and never sent.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -11,6 +13,8 @@ use protocol::{ApiError as ApiErrorBody, ErrorBody, ErrorCode};
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// What the server log gets for an internal error.
+    detail: Option<String>,
 }
 
 impl ApiError {
@@ -18,6 +22,7 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            detail: None,
         }
     }
 
@@ -31,28 +36,29 @@ impl ApiError {
             message: self.message.clone(),
         }
     }
+
+    /// Logs the detail of an internal error (once: it is taken).
+    pub fn log(&mut self) {
+        if let Some(detail) = self.detail.take() {
+            tracing::error!(error = %detail, "request failed");
+        }
+    }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
-            EngineError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
-            EngineError::Unauthorized(m) => ApiError::new(ErrorCode::Unauthorized, m),
-            EngineError::Invalid(f) => ApiError::new(ErrorCode::Unprocessable, f.to_string()),
-            internal => {
-                tracing::error!(error = %internal, "request failed");
-                ApiError::new(
-                    ErrorCode::Internal,
-                    "internal error: the server log has the details",
-                )
-            }
+        let code = e.code();
+        ApiError {
+            code,
+            message: e.public_message(),
+            detail: (code == ErrorCode::Internal).then(|| e.to_string()),
         }
     }
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        self.log();
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(ApiErrorBody { error: self.body() })).into_response()

@@ -41,14 +41,10 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
-/// Where the built site (`pkg/`, styles, `public/`) lives: `LEPTOS_SITE_ROOT`, default
-/// `target/site`, as the Makefile builds it.
-pub fn leptos_options() -> LeptosOptions {
-    LeptosOptions::builder()
-        .output_name("slipway")
-        .site_root(std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()))
-        .site_pkg_dir("pkg")
-        .build()
+/// The site's settings from `Leptos.toml` (compiled in), which `LEPTOS_*` variables
+/// override: where the built site (`pkg/`, styles, `public/`) lives and its names.
+pub fn leptos_options() -> Result<LeptosOptions, leptos::config::errors::LeptosConfigError> {
+    leptos::config::get_config_from_str(include_str!("../../Leptos.toml"))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -69,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{id}/cancel", post(api::cancel_deployment))
         .route("/deployments/{id}/redeploy", post(api::redeploy))
         .route("/deployments/{id}/logs", get(api::deployment_log))
+        .route("/deployments/{id}/lines", get(api::deployment_lines))
+        .route("/deployments/{id}/search", get(api::search_log))
         .route("/tokens", get(api::list_tokens).post(api::create_token))
         .route("/tokens/{id}", axum::routing::delete(api::revoke_token))
         .fallback(api::not_found)
@@ -86,7 +84,7 @@ pub fn router(state: AppState) -> Router {
     let leptos = state.leptos.clone();
     Router::new()
         .nest("/api", api)
-        .nest_service("/pkg", pkg)
+        .nest_service(&format!("/{}", state.leptos.site_pkg_dir), pkg)
         .route("/auth/setup", post(auth::setup))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
@@ -132,9 +130,11 @@ pub async fn run(
         engine.config().public_url.as_deref(),
         listener.local_addr()?,
     );
+    let leptos =
+        leptos_options().map_err(|e| std::io::Error::other(format!("Leptos.toml: {e}")))?;
     let state = AppState {
         engine,
-        leptos: leptos_options(),
+        leptos,
         closing: closing.clone(),
         origins,
     };

@@ -12,7 +12,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
-use engine::{EngineError, WatchEnd, Watcher};
+use engine::{WatchEnd, Watcher};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ErrorCode, Event, Seq};
 use std::collections::HashMap;
@@ -94,13 +94,7 @@ async fn open(state: &AppState, query: &HashMap<String, String>) -> Result<Watch
             ))
         })?,
     };
-    state.engine.watch(id, since).await.map_err(|e| match e {
-        EngineError::NotFound(_) => ApiError::new(
-            ErrorCode::NotFound,
-            format!("deployment {id} does not exist"),
-        ),
-        other => other.into(),
-    })
+    Ok(state.engine.watch(id, since).await?)
 }
 
 async fn refuse(mut socket: WebSocket, error: ApiError) {

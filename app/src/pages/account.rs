@@ -140,19 +140,13 @@ fn Tokens(tokens: Vec<ApiToken>) -> impl IntoView {
             });
         }
     });
-    let created = move || {
+    let created = move || create.value().get().and_then(|r| r.ok());
+    let problem = move || {
         create
             .value()
             .get()
-            .and_then(|r| r.ok())
-            .and_then(|r| r.ok())
-    };
-    let problem = move || {
-        create.value().get().and_then(|r| match r {
-            Ok(Err(problem)) => Some(problem.message),
-            Err(e) => Some(error_text(&e)),
-            Ok(Ok(_)) => None,
-        })
+            .and_then(|r| r.err())
+            .map(|e| error_text(&e))
     };
     view! {
         <ActionForm action=create attr:class="mt-6 flex flex-wrap items-end gap-3" attr:aria-label="Create a token">

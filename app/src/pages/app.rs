@@ -3,8 +3,10 @@
 //! Rendered on the server; the Deploy button, the settings form and each Redeploy button
 //! are islands.
 
-use super::{BUTTON, ErrorNote, INPUT, StatusBadge, age, error_text, field_error, go_to, when};
-use crate::api::{Deploy, FieldProblem, Redeploy, UpdateApp, get_app};
+use super::{
+    BUTTON, ErrorNote, INPUT, StatusBadge, age, error_text, field_error, go_to, precheck, when,
+};
+use crate::api::{AppError, Deploy, Redeploy, UpdateApp, get_app};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 use protocol::{App, DeploymentId};
@@ -16,7 +18,7 @@ pub fn AppPage() -> impl IntoView {
     let data = Resource::new(id, |id| async move {
         match id {
             Some(id) => get_app(id).await,
-            None => Err(ServerFnError::new("no such app")),
+            None => Err(AppError::new(protocol::ErrorCode::NotFound, "no such app")),
         }
     });
 
@@ -75,7 +77,7 @@ pub fn AppPage() -> impl IntoView {
 /// Once `started` (a Deploy or Redeploy action's answer) has an id, opens that deployment's
 /// monitor; answers the error to show when it failed.
 fn open_monitor(
-    started: impl Fn() -> Option<Result<DeploymentId, ServerFnError>> + Copy + Send + Sync + 'static,
+    started: impl Fn() -> Option<Result<DeploymentId, AppError>> + Copy + Send + Sync + 'static,
 ) -> impl Fn() -> Option<String> + Copy + Send + Sync + 'static {
     Effect::new(move |_| {
         if let Some(Ok(id)) = started() {
@@ -132,7 +134,7 @@ fn SettingsForm(app: App) -> impl IntoView {
     let env_remove = NodeRef::<leptos::html::Input>::new();
     // Saved: show the names now set, and clear the values typed (they are stored).
     Effect::new(move |_| {
-        if let Some(Ok(Ok(keys))) = update.value().get() {
+        if let Some(Ok(keys)) = update.value().get() {
             set_env_keys.set(keys);
             if let Some(area) = env_set.get_untracked() {
                 area.set_value("");
@@ -142,15 +144,13 @@ fn SettingsForm(app: App) -> impl IntoView {
             }
         }
     });
+    // Found in the browser before sending, or answered by the server.
+    let (checked, set_checked) = signal(None::<AppError>);
+    let on_submit = precheck(UpdateApp::check, set_checked);
     let problem = move || {
-        update.value().get().and_then(|r| match r {
-            Ok(Err(problem)) => Some(problem),
-            Err(e) => Some(FieldProblem {
-                field: None,
-                message: error_text(&e),
-            }),
-            Ok(Ok(_)) => None,
-        })
+        checked
+            .get()
+            .or_else(|| update.value().get().and_then(|r| r.err()))
     };
     let field_error = field_error(problem, "settings-");
     let other_error = move || {
@@ -164,12 +164,13 @@ fn SettingsForm(app: App) -> impl IntoView {
             .map(|p| view! { <ErrorNote message=p.message /> })
     };
     let saved = move || {
-        matches!(update.value().get(), Some(Ok(Ok(_))))
+        (checked.get().is_none() && matches!(update.value().get(), Some(Ok(_))))
             .then(|| view! { <p role="status" class="text-sm text-emerald-300">"Saved. The next deployment uses these settings."</p> })
     };
     view! {
         <section aria-labelledby="settings-heading" class="mt-6 max-w-3xl">
             <h2 id="settings-heading" class="text-xl font-semibold">"Settings"</h2>
+            <div on:submit:capture=on_submit>
             <ActionForm action=update attr:class="mt-3 space-y-3" attr:aria-label="Settings">
                 <input type="hidden" name="id" value=app.id />
                 <div>
@@ -219,6 +220,7 @@ fn SettingsForm(app: App) -> impl IntoView {
                 {saved}
                 <button type="submit" class=BUTTON>"Save settings"</button>
             </ActionForm>
+            </div>
         </section>
     }
 }

@@ -1,7 +1,7 @@
 //! `/`: the apps, and a form to add one.
 
-use super::{ErrorNote, INPUT, StatusBadge, age, error_text, field_error, go_to, when};
-use crate::api::{CreateApp, list_apps};
+use super::{ErrorNote, INPUT, StatusBadge, age, error_text, field_error, go_to, precheck, when};
+use crate::api::{AppError, CreateApp, list_apps};
 use leptos::prelude::*;
 
 /// The list is rendered on the server (with each last deployment's age as of the
@@ -56,28 +56,28 @@ pub fn AppsPage() -> impl IntoView {
 fn AddAppForm() -> impl IntoView {
     let create = ServerAction::<CreateApp>::new();
     Effect::new(move |_| {
-        if let Some(Ok(Ok(_))) = create.value().get() {
+        if let Some(Ok(_)) = create.value().get() {
             go_to("/");
         }
     });
+    // Found in the browser before sending, or answered by the server.
+    let (checked, set_checked) = signal(None::<AppError>);
+    let on_submit = precheck(CreateApp::check, set_checked);
     let problem = move || {
-        create
-            .value()
+        checked
             .get()
-            .and_then(|result| result.ok())
-            .and_then(|inner| inner.err())
+            .or_else(|| create.value().get().and_then(|result| result.err()))
     };
     let field_error = field_error(problem, "");
     let other_error = move || {
-        create
-            .value()
-            .get()
-            .and_then(|result| result.err())
+        problem()
+            .filter(|e| e.field.is_none())
             .map(|e| view! { <ErrorNote message=error_text(&e) /> })
     };
     view! {
         <section aria-labelledby="add-heading" class="mt-10 max-w-xl">
             <h2 id="add-heading" class="text-xl font-semibold">"Add an app"</h2>
+            <div on:submit:capture=on_submit>
             <ActionForm action=create attr:class="mt-4 space-y-4" attr:aria-label="Add an app">
                 <div>
                     <label for="name" class="text-sm text-slate-300">"Name"</label>
@@ -116,6 +116,7 @@ fn AddAppForm() -> impl IntoView {
                     "Add app"
                 </button>
             </ActionForm>
+            </div>
         </section>
     }
 }

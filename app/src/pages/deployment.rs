@@ -7,7 +7,7 @@ use crate::api::{CancelDeployment, DeploymentView, deployment_url, get_deploymen
 use crate::monitor::{Connection, DeploymentMonitor, use_deployment_monitor};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
-use protocol::{Status, StatusData};
+use protocol::{Plan, Status, StatusData};
 
 #[component]
 pub fn DeploymentPage() -> impl IntoView {
@@ -16,7 +16,10 @@ pub fn DeploymentPage() -> impl IntoView {
     let initial = Resource::new(id, |id| async move {
         match id {
             Some(id) => get_deployment(id).await,
-            None => Err(ServerFnError::new("no such deployment")),
+            None => Err(crate::api::AppError::new(
+                protocol::ErrorCode::NotFound,
+                "no such deployment",
+            )),
         }
     });
     // No <Suspense> around the island: its rows would be resolved after the island's owner
@@ -46,17 +49,9 @@ const SCROLL_LOG_TO_END: &str =
 /// then live in the browser.
 #[island]
 fn Monitor(view: DeploymentView) -> impl IntoView {
-    let live = use_deployment_monitor(view.deployment.id);
+    let live = use_deployment_monitor(view.deployment.id, view.recent_lines.clone());
     view! { <MonitorView view live /> }
 }
-
-/// The stages a deployment goes through, in order; it ends in success or failed.
-const STAGES: [Status; 4] = [
-    Status::Pending,
-    Status::Cloning,
-    Status::Building,
-    Status::Deploying,
-];
 
 fn parse_ms(timestamp: &str) -> Option<f64> {
     #[cfg(feature = "hydrate")]
@@ -71,14 +66,17 @@ fn parse_ms(timestamp: &str) -> Option<f64> {
     }
 }
 
+/// The stages this deployment's plan runs (a redeploy skips cloning and building), then
+/// how it ended.
 #[component]
-fn Stepper(status: Signal<StatusData>) -> impl IntoView {
+fn Stepper(status: Signal<StatusData>, plan: Plan) -> impl IntoView {
+    let stages = plan.stages();
     let step = move |stage: Status| {
         let s = status.get();
         let reached = s.failed_stage.unwrap_or(s.stage);
-        let position = |st: Status| STAGES.iter().position(|x| *x == st);
+        let position = |st: Status| stages.iter().position(|x| *x == st);
         let (now, this) = (
-            position(reached).unwrap_or(STAGES.len()),
+            position(reached).unwrap_or(stages.len()),
             position(stage).unwrap_or(0),
         );
         if s.status == Status::Success || this < now {
@@ -112,8 +110,8 @@ fn Stepper(status: Signal<StatusData>) -> impl IntoView {
         _ => "todo",
     };
     view! {
-        <ol aria-label="Stages" class="mt-4 grid grid-cols-5 gap-1 text-center text-xs sm:text-sm">
-            {STAGES.into_iter().map(|stage| view! {
+        <ol aria-label="Stages" class=format!("mt-4 grid {} gap-1 text-center text-xs sm:text-sm", if stages.len() == 4 { "grid-cols-5" } else { "grid-cols-3" })>
+            {stages.iter().copied().map(|stage| view! {
                 <li
                     data-stage=stage.as_str()
                     data-state=move || step(stage)
@@ -139,9 +137,10 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
     let DeploymentView {
         deployment,
         app_name,
-        recent_lines,
+        ..
     } = view;
     let id = deployment.id;
+    let plan = deployment.plan();
     let initial_status = deployment.status_data();
     let status =
         Signal::derive(move || live.status.get().unwrap_or_else(|| initial_status.clone()));
@@ -199,30 +198,14 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
     };
 
     // The last lines of output, for the error panel.
-    let recent_for_panel = recent_lines.clone();
     let last_lines = move || {
-        let lines = live.lines.with(|l| {
-            if l.is_empty() {
-                recent_for_panel
-                    .iter()
-                    .rev()
-                    .take(8)
-                    .map(|l| l.line.clone())
-                    .collect::<Vec<_>>()
-            } else {
-                l.iter()
-                    .rev()
-                    .take(8)
-                    .map(|l| l.line.clone())
-                    .collect::<Vec<_>>()
-            }
-        });
-        lines
-            .into_iter()
-            .rev()
-            .map(|l| crate::ansi::plain(&l))
-            .collect::<Vec<_>>()
-            .join("\n")
+        live.lines.with(|book| {
+            book.last_lines(8)
+                .iter()
+                .map(|l| protocol::ansi::plain(l))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
     };
 
     view! {
@@ -239,7 +222,7 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
                 <span data-testid="connection">{move || connection().label()}</span>
             </span>
         </div>
-        <Stepper status />
+        <Stepper status plan />
         <div class="mt-4 flex flex-wrap items-center gap-3">
             <span data-testid="status" class="text-lg font-medium">
                 {move || { let s = status.get(); view! { <StatusBadge status=s.status /> } }}
@@ -283,7 +266,6 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
         </div>
         {move || {
             let s = status.get();
-            let last_lines = last_lines.clone();
             (s.status == Status::Failed).then(|| view! {
                 <section role="alert" aria-label="Why the deployment failed" data-testid="error-panel" class="mt-4 rounded border border-rose-800 bg-rose-950/50 px-3 py-2 text-sm text-rose-200">
                     <p class="font-medium">{format!("Failed during {}", s.failed_stage.map(|f| f.as_str()).unwrap_or("an unknown stage"))}</p>
@@ -293,6 +275,6 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
                 </section>
             })
         }}
-        <LogView id live=live.lines recent=recent_lines />
+        <LogView live />
     }
 }

@@ -88,7 +88,7 @@ pub fn now_ms() -> Option<f64> {
 /// The message under a form field, when `problem` names that field; its id is
 /// `{prefix}{field}-error`.
 pub fn field_error(
-    problem: impl Fn() -> Option<crate::api::FieldProblem> + Copy + Send + Sync + 'static,
+    problem: impl Fn() -> Option<crate::api::AppError> + Copy + Send + Sync + 'static,
     prefix: &'static str,
 ) -> impl Fn(&'static str) -> Box<dyn Fn() -> Option<AnyView> + Send + Sync> + Copy {
     move |field| {
@@ -97,6 +97,38 @@ pub fn field_error(
                 .filter(|p| p.field.as_deref() == Some(field))
                 .map(|p| view! { <p class="mt-1 text-sm text-rose-300" id=format!("{prefix}{field}-error")>{p.message}</p> }.into_any())
         })
+    }
+}
+
+/// A submit handler (for the capture phase, before `ActionForm` sends) that checks the
+/// form with the server's own rules: a field the server would refuse is shown next to
+/// its input at once and nothing is sent. `problem` holds what was found (or `None`).
+pub fn precheck<F>(
+    check: fn(&F) -> Result<(), crate::api::AppError>,
+    problem: WriteSignal<Option<crate::api::AppError>>,
+) -> impl Fn(leptos::ev::SubmitEvent) + Copy + 'static
+where
+    F: serde::de::DeserializeOwned + 'static,
+{
+    move |ev| {
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::form::FromFormData;
+            use leptos::wasm_bindgen::JsCast;
+            let Ok(form) = F::from_event(ev.unchecked_ref::<leptos::web_sys::Event>()) else {
+                return;
+            };
+            match check(&form) {
+                Ok(()) => problem.set(None),
+                Err(found) => {
+                    // `ActionForm` sends nothing once the default is prevented.
+                    ev.prevent_default();
+                    problem.set(Some(found));
+                }
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (ev, check, problem);
     }
 }
 
@@ -132,11 +164,8 @@ pub fn ErrorNote(message: String) -> impl IntoView {
     }
 }
 
-pub fn error_text(e: &ServerFnError) -> String {
-    match e {
-        ServerFnError::ServerError(message) => message.clone(),
-        other => other.to_string(),
-    }
+pub fn error_text(e: &crate::api::AppError) -> String {
+    e.message.clone()
 }
 
 #[cfg(test)]

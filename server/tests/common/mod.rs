@@ -1,5 +1,5 @@
 //! Test harness: a real Slipway server on 127.0.0.1 port 0 with a fresh data directory,
-//! a small HTTP client, a real WebSocket client, and git repositories made on the spot.
+//! an HTTP client (reqwest), a real WebSocket client, and git repositories made on the spot.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use engine::{Config, Engine};
@@ -9,7 +9,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 /// `SLIPWAY_ADMIN_TOKEN` of every test server; [`http`] and [`TestServer::ws`] send it.
@@ -139,7 +138,7 @@ impl TestServer {
     }
 }
 
-/// HTTP/1.1 with `Connection: close` and the admin token: enough for JSON and text bodies.
+/// A request with the admin token: enough for JSON and text bodies.
 pub async fn http(
     addr: std::net::SocketAddr,
     method: &str,
@@ -158,8 +157,21 @@ pub async fn http(
     (status, body)
 }
 
+/// One client for every test request: redirects are answers to check, not to follow.
+fn client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap()
+    })
+}
+
 /// A request with exactly the given extra headers (no credentials unless among them);
-/// answers the status, the response head and the body.
+/// answers the status, the response head (`HTTP/1.1 <status>` and one `name: value` line
+/// per header) and the body.
 pub async fn http_with(
     addr: std::net::SocketAddr,
     method: &str,
@@ -167,56 +179,32 @@ pub async fn http_with(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = body.unwrap_or("");
-    let extra: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    let content_type = if headers
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client().request(method, format!("http://{addr}{path}"));
+    if !headers
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
     {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{content_type}{extra}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    (status, head.to_owned(), body)
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || tail.len() < size {
-            break;
-        }
-        out.push_str(&tail[..size]);
-        rest = tail[size..].trim_start_matches("\r\n");
+        request = request.header("Content-Type", "application/json");
     }
-    out
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .body(body.unwrap_or("").to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let mut head = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in response.headers() {
+        head.push_str(&format!(
+            "{name}: {}\r\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    let body = response.text().await.unwrap();
+    (status, head, body)
 }
 
 impl TestServer {

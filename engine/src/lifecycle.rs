@@ -1,0 +1,578 @@
+//! The one owner of a deployment's life. Only this module queues, claims, moves a
+//! deployment from stage to stage, raises its progress, ends it, and opens and finishes
+//! its event stream; every one of those commits to the database and then publishes on
+//! the deployment's stream, in [`Lifecycle::commit`]. Nothing else can change a status:
+//! the database module is private to the engine and only `commit` calls its transition.
+//!
+//! A worker holds a [`Run`]: the claimed deployment, its log writer and its stream. The
+//! run is the only handle that moves that deployment forward, and it ends exactly once.
+
+use crate::bus::{DeploymentStream, EventBus, Lookup};
+use crate::db::{self, Artifacts, Change, DeploymentRecord, Pool};
+use crate::error::{Conflict, EngineError, Result};
+use crate::logstore::{LogStore, LogWriter};
+use crate::watch::Watcher;
+use protocol::{AppId, Deployment, DeploymentId, LogLine, Plan, Seq, Status};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long `cancel` waits for a running deployment to end.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+/// Claims retried when another worker took the candidate first.
+const CLAIM_ATTEMPTS: usize = 8;
+
+pub(crate) struct Lifecycle {
+    pool: Pool,
+    store: LogStore,
+    bus: EventBus,
+    /// Wakes idle workers when a deployment is queued or an app becomes free.
+    wake: Notify,
+    /// The cancellation token of each deployment a worker of this process runs. A std
+    /// mutex: held for a map operation, never across an await.
+    running: Mutex<HashMap<DeploymentId, CancellationToken>>,
+}
+
+/// How a run ends when it does not succeed.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// `failed`, with what a person should read in `error_message`.
+    Failed(String),
+    Cancelled,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(pool: Pool, store: LogStore) -> Lifecycle {
+        Lifecycle {
+            pool,
+            store,
+            bus: EventBus::default(),
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &LogStore {
+        &self.store
+    }
+
+    /// A future that resolves at the next wake-up (a deployment queued or ended). Enable
+    /// it before looking for work, so a deployment queued meanwhile is not missed.
+    pub(crate) fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// Queues a deployment; a worker picks it up at once if one is free.
+    pub(crate) async fn queue(
+        &self,
+        app_id: AppId,
+        reuse: Option<db::Reuse<'_>>,
+    ) -> Result<Deployment> {
+        let record = db::insert_deployment(&self.pool, app_id, reuse).await?;
+        self.stream(&record.api, 0);
+        self.wake.notify_waiters();
+        tracing::info!(
+            app.id = app_id,
+            deployment.id = record.api.id,
+            "deployment queued"
+        );
+        Ok(record.api)
+    }
+
+    /// Claims the oldest pending deployment of an app with nothing in flight, moving it
+    /// to its plan's first stage. `None` when there is nothing to claim.
+    pub(crate) async fn claim(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Run>> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let Some(candidate) = db::next_claimable(&self.pool).await? else {
+                return Ok(None);
+            };
+            let id = candidate.api.id;
+            let plan = candidate.api.plan();
+            let first = plan.next(Status::Pending).unwrap_or(Status::Success);
+            let claim = Change {
+                claim: true,
+                ..Change::default()
+            };
+            let record = match self.commit(id, Status::Pending, first, claim).await {
+                Ok(record) => record,
+                // Another worker, or a cancel, got there first: look again.
+                Err(EngineError::Conflict(Conflict::Moved { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            let token = shutdown.child_token();
+            self.running_map().insert(id, token.clone());
+            tracing::info!(deployment.id = id, app.id = record.api.app_id, %first, "deployment claimed");
+            return match self.store.writer(id).await {
+                Ok(log) => {
+                    let stream = self.stream(&record.api, log.last_seq());
+                    Ok(Some(Run {
+                        lifecycle: self.clone(),
+                        record: record.api,
+                        plan,
+                        stream,
+                        log: Arc::new(Mutex::new(log)),
+                        token,
+                        activity: Arc::new(Activity::new()),
+                        ended: false,
+                    }))
+                }
+                // Not even the log can be opened (a full or read-only disk): the
+                // deployment still ends, with the reason, rather than stay claimed.
+                Err(e) => {
+                    self.running_map().remove(&id);
+                    let reason = format!("the deployment log could not be opened: {e}");
+                    self.fail(id, first, reason).await?;
+                    Ok(None)
+                }
+            };
+        }
+        Ok(None)
+    }
+
+    /// The one way a deployment's state changes: commit to the database, then publish on
+    /// its stream (a terminal status finishes the stream). `to == from` raises progress.
+    async fn commit(
+        &self,
+        id: DeploymentId,
+        from: Status,
+        to: Status,
+        change: Change,
+    ) -> Result<DeploymentRecord> {
+        let progress_only = to == from && !from.is_terminal();
+        if !(progress_only || from.can_transition_to(to)) {
+            return Err(Conflict::Transition { id, from, to }.into());
+        }
+        let record = db::transition(&self.pool, id, from, to, change).await?;
+        let data = record.api.status_data();
+        if to.is_terminal() {
+            self.bus.finish(data);
+            // The app is free for its next deployment.
+            self.wake.notify_waiters();
+        } else {
+            self.stream(&record.api, 0).publish_status(data);
+        }
+        Ok(record)
+    }
+
+    /// Ends deployment `id` (in `stage`) `failed` with `reason`.
+    async fn fail(&self, id: DeploymentId, stage: Status, reason: String) -> Result<Deployment> {
+        let change = Change {
+            error_message: Some(reason),
+            failed_stage: Some(stage),
+            ..Change::default()
+        };
+        Ok(self.commit(id, stage, Status::Failed, change).await?.api)
+    }
+
+    /// The live stream of an unfinished deployment, opened if nobody opened it yet.
+    /// `last_seq` is how many lines its log holds when it is opened here.
+    fn stream(&self, deployment: &Deployment, last_seq: Seq) -> Arc<DeploymentStream> {
+        match self.bus.open(deployment.status_data(), last_seq) {
+            Lookup::Live(stream) => stream,
+            // Ended meanwhile: a detached stream that nobody watches.
+            _ => Arc::new(DeploymentStream::new(deployment.status_data(), last_seq)),
+        }
+    }
+
+    fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<DeploymentId, CancellationToken>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A viewer of deployment `id` that starts after line `since`.
+    pub(crate) async fn watch(&self, id: DeploymentId, since: Seq) -> Result<Watcher> {
+        let store = self.store.clone();
+        if let Lookup::Live(stream) = self.bus.get(id) {
+            return Ok(Watcher::live(id, store, stream, since));
+        }
+        let record = db::deployment(&self.pool, id).await?;
+        let count = self.store.count(id).await?;
+        match self.bus.open(record.api.status_data(), count) {
+            Lookup::Live(stream) => Ok(Watcher::live(id, store, stream, since)),
+            Lookup::Finished | Lookup::Unknown => {
+                // Ended: read the final state after the end was committed.
+                let record = db::deployment(&self.pool, id).await?;
+                let count = self.store.count(id).await?;
+                Ok(Watcher::finished(
+                    id,
+                    store,
+                    record.api.status_data(),
+                    since,
+                    count,
+                ))
+            }
+        }
+    }
+
+    /// Stops a pending or running deployment and waits (up to 30 s) until it has ended.
+    pub(crate) async fn cancel(&self, id: DeploymentId) -> Result<Deployment> {
+        let status = db::deployment(&self.pool, id).await?.api.status;
+        if status.is_terminal() {
+            return Err(Conflict::AlreadyEnded { id, status }.into());
+        }
+        if status == Status::Pending {
+            match self
+                .commit(id, Status::Pending, Status::Cancelled, Change::default())
+                .await
+            {
+                Ok(record) => return Ok(record.api),
+                // A worker claimed it just now: cancel it there.
+                Err(EngineError::Conflict(Conflict::Moved { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut watcher = self.watch(id, Seq::MAX).await?;
+        let token = self.running_map().get(&id).cloned();
+        let Some(token) = token else {
+            let now = db::deployment(&self.pool, id).await?.api;
+            if now.status.is_terminal() {
+                return Ok(now);
+            }
+            return Err(Conflict::NotRunningHere {
+                id,
+                status: now.status,
+            }
+            .into());
+        };
+        token.cancel();
+        let ended = tokio::time::timeout(CANCEL_WAIT, async {
+            while let Ok(message) = watcher.next().await {
+                if message.terminal {
+                    break;
+                }
+            }
+        })
+        .await;
+        if ended.is_err() {
+            tracing::warn!(
+                deployment.id = id,
+                "cancel requested; the deployment has not ended after 30 s"
+            );
+        }
+        Ok(db::deployment(&self.pool, id).await?.api)
+    }
+
+    pub(crate) async fn app(&self, id: AppId) -> Result<db::AppRecord> {
+        db::app(&self.pool, id).await
+    }
+
+    /// Deployments a previous run of this process left mid-flight.
+    pub(crate) async fn interrupted(&self) -> Result<Vec<DeploymentRecord>> {
+        db::deployments_in(
+            &self.pool,
+            &[Status::Cloning, Status::Building, Status::Deploying],
+        )
+        .await
+    }
+
+    /// Ends a deployment interrupted by a restart: a last log line with `reason`, then
+    /// `failed`.
+    pub(crate) async fn fail_interrupted(
+        &self,
+        record: &DeploymentRecord,
+        reason: String,
+    ) -> Result<()> {
+        let id = record.api.id;
+        let writer = self.store.writer(id).await?;
+        let (_, written) = writer.append(vec![format!("[slipway] {reason}\n")]).await;
+        written?;
+        self.fail(id, record.api.status, reason).await?;
+        Ok(())
+    }
+
+    /// Forgets deployments whose app was deleted: their streams and logs.
+    pub(crate) async fn forget(&self, ids: &[DeploymentId]) -> Result<()> {
+        for id in ids {
+            self.bus.forget(*id);
+            self.store.remove(*id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A deployment claimed by a worker: the only handle that moves it forward.
+pub(crate) struct Run {
+    lifecycle: Arc<Lifecycle>,
+    /// The deployment as claimed (status updated as it moves).
+    record: Deployment,
+    plan: Plan,
+    stream: Arc<DeploymentStream>,
+    /// Shared with the blocking task that appends: a cancelled pipeline drops its future,
+    /// never the writer.
+    log: Arc<Mutex<LogWriter>>,
+    token: CancellationToken,
+    activity: Arc<Activity>,
+    ended: bool,
+}
+
+impl Run {
+    pub(crate) fn id(&self) -> DeploymentId {
+        self.record.id
+    }
+
+    pub(crate) fn deployment(&self) -> &Deployment {
+        &self.record
+    }
+
+    /// Cancelled when someone cancels this deployment or the server shuts down.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// When the deployment last wrote output or changed status.
+    pub(crate) fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    pub(crate) async fn app(&self) -> Result<db::AppRecord> {
+        self.lifecycle.app(self.record.app_id).await
+    }
+
+    /// Appends lines to the log, then publishes them, both on the blocking pool: if this
+    /// future is dropped (cancel), the lines are either stored and published, or neither.
+    pub(crate) async fn write(&self, lines: Vec<String>) -> std::io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let (log, stream) = (self.log.clone(), self.stream.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut writer = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let written: Vec<LogLine> = writer.append_blocking(lines)?;
+            stream.publish_lines(&written);
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.activity.touch();
+        Ok(())
+    }
+
+    /// A line of Slipway's own.
+    pub(crate) async fn say(&self, text: impl AsRef<str>) -> std::io::Result<()> {
+        self.write(vec![format!("[slipway] {}\n", text.as_ref())])
+            .await
+    }
+
+    /// Moves to `next`, which must be the plan's next stage.
+    pub(crate) async fn enter(&mut self, next: Status) -> Result<()> {
+        let (id, from) = (self.record.id, self.record.status);
+        if next.is_terminal() || self.plan.next(from) != Some(next) {
+            return Err(Conflict::Transition { id, from, to: next }.into());
+        }
+        self.record = self
+            .lifecycle
+            .commit(id, from, next, Change::default())
+            .await?
+            .api;
+        self.activity.touch();
+        Ok(())
+    }
+
+    /// Raises progress inside the current stage, never past the next stage's value.
+    pub(crate) async fn progress(&mut self, progress: u8) -> Result<()> {
+        let status = self.record.status;
+        let change = Change {
+            progress: Some(progress.min(status.progress_ceiling())),
+            ..Change::default()
+        };
+        self.record = self
+            .lifecycle
+            .commit(self.record.id, status, status, change)
+            .await?
+            .api;
+        self.activity.touch();
+        Ok(())
+    }
+
+    /// Records what the run produced (commit, image, container).
+    pub(crate) async fn record(&mut self, artifacts: Artifacts<'_>) -> Result<()> {
+        if let Some(commit) = artifacts.commit {
+            self.record.commit = Some(commit.to_owned());
+        }
+        if let Some(image) = artifacts.image {
+            self.record.image = Some(image.to_owned());
+        }
+        db::record_artifacts(&self.lifecycle.pool, self.record.id, artifacts).await
+    }
+
+    /// The new container is healthy: it serves the app from now on, and the deployment
+    /// ends `success`.
+    pub(crate) async fn succeed(&mut self, container_id: &str, url: Option<&str>) -> Result<()> {
+        db::set_app_container(&self.lifecycle.pool, self.record.app_id, container_id, url).await?;
+        let (id, from) = (self.record.id, self.record.status);
+        if self.plan.next(from) != Some(Status::Success) {
+            return Err(Conflict::Transition {
+                id,
+                from,
+                to: Status::Success,
+            }
+            .into());
+        }
+        self.record = self
+            .lifecycle
+            .commit(id, from, Status::Success, Change::default())
+            .await?
+            .api;
+        self.ended = true;
+        Ok(())
+    }
+
+    /// Ends the run `failed` or `cancelled` with a last log line saying why.
+    pub(crate) async fn end(&mut self, ending: Ending) -> Result<Status> {
+        let stage = self.record.status;
+        let line = match &ending {
+            Ending::Cancelled => format!("Deployment cancelled during {stage}"),
+            Ending::Failed(reason) => format!("Deployment failed during {stage}: {reason}"),
+        };
+        if let Err(e) = self.say(&line).await {
+            tracing::warn!(deployment.id = self.record.id, error = %e, "could not log the end of the deployment");
+        }
+        let record = match ending {
+            Ending::Failed(reason) => self.lifecycle.fail(self.record.id, stage, reason).await?,
+            Ending::Cancelled => {
+                self.lifecycle
+                    .commit(self.record.id, stage, Status::Cancelled, Change::default())
+                    .await?
+                    .api
+            }
+        };
+        self.record = record;
+        self.ended = true;
+        Ok(self.record.status)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.lifecycle.running_map().remove(&self.record.id);
+        if !self.ended {
+            // Shutdown: the next start reconciles it.
+            tracing::info!(deployment.id = self.record.id, status = %self.record.status, "deployment left for the next start");
+        }
+    }
+}
+
+/// Milliseconds since the run began at its last sign of progress.
+pub(crate) struct Activity {
+    began: Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            began: Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.began.elapsed().as_millis() as u64;
+        self.last_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long since the last sign of progress.
+    pub(crate) fn idle(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.began
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The engine's sources, by file name.
+    fn sources() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        let mut stack = vec![dir];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src is readable").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let text = std::fs::read_to_string(&path).expect("a source file");
+                    files.push((name.unwrap_or_default(), text));
+                }
+            }
+        }
+        files
+    }
+
+    /// A status that changed without being published would reach no viewer. Statuses are
+    /// written only by `db::transition`, which only `Lifecycle::commit` calls, and
+    /// `commit` publishes what it committed; streams are opened and finished here only.
+    #[test]
+    fn only_the_lifecycle_changes_and_publishes_a_status() {
+        let files = sources();
+        assert!(files.len() > 10, "the sources were found");
+        for (name, text) in &files {
+            let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+            let writes_status =
+                code.contains("SET status") || code.contains("INSERT INTO deployments");
+            match name.as_str() {
+                "db.rs" => {
+                    // One UPDATE of the status (in `transition`), one INSERT (`pending`).
+                    assert_eq!(
+                        code.matches("SET status").count(),
+                        1,
+                        "db.rs: one status update"
+                    );
+                    let transition = code
+                        .split("pub(crate) async fn transition")
+                        .nth(1)
+                        .unwrap_or("");
+                    let body = transition.split("\npub(crate)").next().unwrap_or("");
+                    assert!(
+                        body.contains("SET status"),
+                        "the status update is in db::transition"
+                    );
+                }
+                _ => assert!(!writes_status, "{name} writes a deployment's status"),
+            }
+            if name != "lifecycle.rs" {
+                for call in [
+                    "db::transition(",
+                    "db::insert_deployment(",
+                    ".publish_status(",
+                    "bus.finish(",
+                    "bus.open(",
+                ] {
+                    let allowed = name == "bus.rs" && call == ".publish_status(";
+                    assert!(
+                        allowed || !code.contains(call),
+                        "{name} calls {call} outside the lifecycle"
+                    );
+                }
+            }
+        }
+        let lifecycle = files
+            .iter()
+            .find(|(name, _)| name == "lifecycle.rs")
+            .and_then(|(_, text)| text.split("#[cfg(test)]").next())
+            .unwrap_or_default();
+        let commit = lifecycle
+            .split("async fn commit(")
+            .nth(1)
+            .and_then(|rest| rest.split("\n    }\n").next())
+            .unwrap_or_default();
+        assert_eq!(
+            lifecycle.matches("db::transition(").count(),
+            1,
+            "one caller of db::transition"
+        );
+        assert!(
+            commit.contains("db::transition(")
+                && commit.contains("publish_status(")
+                && commit.contains("bus.finish(")
+        );
+    }
+}
