@@ -156,8 +156,10 @@ pub async fn deployment_url(id: i64) -> Result<Option<String>, AppError> {
 }
 
 /// Changes an app's settings. `env_set` holds `NAME=value` lines to add or change;
-/// `env_remove` names to remove, separated by spaces or commas. Answers the names of the
-/// variables now set: values are never sent back.
+/// `env_remove` names to remove, separated by spaces or commas; `domains` the app's extra
+/// host names (spaces, commas or lines). Answers the names of the variables now set:
+/// values are never sent back.
+#[allow(clippy::too_many_arguments)]
 #[server]
 pub async fn update_app(
     id: i64,
@@ -167,8 +169,11 @@ pub async fn update_app(
     port: String,
     env_set: String,
     env_remove: String,
+    domains: String,
+    memory_mb: String,
+    cpus: String,
 ) -> Result<Vec<String>, AppError> {
-    use protocol::validate::{blank_to_none, env_lines, port_text};
+    use protocol::validate::{blank_to_none, domain_text, env_lines, port_text};
     let mut env: std::collections::BTreeMap<String, Option<String>> =
         env_lines(&env_set, "env_set")?
             .into_iter()
@@ -185,6 +190,9 @@ pub async fn update_app(
         dockerfile: blank_to_none(&dockerfile),
         port: Some(port_text(&port, "port")?),
         env,
+        domains: Some(domain_text(&domains)),
+        memory_mb: number_text(&memory_mb, "memory_mb")?,
+        cpus: number_text(&cpus, "cpus")?,
     };
     match ssr::engine()?.update_app(id, changes).await {
         Ok(app) => Ok(app.env_keys),
@@ -218,7 +226,28 @@ impl UpdateApp {
             problem.field = "env_set".into();
             problem
         })?;
+        validate::domains(&validate::domain_text(&self.domains))?;
+        if let Some(mb) = number_text::<i64>(&self.memory_mb, "memory_mb")? {
+            validate::memory_mb(mb)?;
+        }
+        if let Some(cpus) = number_text::<f64>(&self.cpus, "cpus")? {
+            validate::cpus(cpus)?;
+        }
         Ok(())
+    }
+}
+
+/// A number typed into a form: blank is none.
+fn number_text<T: std::str::FromStr>(
+    text: &str,
+    field: &str,
+) -> Result<Option<T>, protocol::validate::FieldError> {
+    match text.trim() {
+        "" => Ok(None),
+        text => text
+            .parse()
+            .map(Some)
+            .map_err(|_| protocol::validate::FieldError::new(field, "must be a number")),
     }
 }
 

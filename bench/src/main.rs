@@ -82,6 +82,7 @@ impl Child {
             .env("SLIPWAY_ALLOW_LOCAL_REPOS", "1")
             .env("SLIPWAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SLIPWAY_WORKERS", "4")
+            .env("SLIPWAY_EDGE_HTTP_ADDR", "off")
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::piped())
             .kill_on_drop(true);
