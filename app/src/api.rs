@@ -89,20 +89,28 @@ pub async fn create_app(
     Ok(ssr::engine()?.create_app(new).await?.id)
 }
 
+/// The server's rules for the fields people most often get wrong (the name, the port,
+/// the variables), checked in the browser before a form is sent; the server checks every
+/// field again. The other rules stay on the server: each rule here is WebAssembly.
+fn precheck(name: Option<&str>, port: &str, env: &str, env_field: &str) -> Result<(), AppError> {
+    use protocol::validate;
+    if let Some(name) = name {
+        validate::app_name(name.trim())?;
+    }
+    if let Some(port) = validate::port_text(port, "port")? {
+        validate::port(port)?;
+    }
+    let env = validate::env_lines(env, env_field)?;
+    validate::env(&env).map_err(|mut problem| {
+        problem.field = env_field.into();
+        problem
+    })?;
+    Ok(())
+}
+
 impl CreateApp {
-    /// The server's rules, checked in the browser before the form is sent (local paths
-    /// are left to the server, which knows whether it accepts them).
     pub fn check(&self) -> Result<(), AppError> {
-        let new = protocol::NewApp::from_form(
-            &self.name,
-            &self.repo_url,
-            &self.branch,
-            &self.dockerfile,
-            &self.port,
-            &self.env,
-        )?;
-        protocol::validate::new_app(&new, true)?;
-        Ok(())
+        precheck(Some(&self.name), &self.port, &self.env, "env")
     }
 }
 
@@ -146,6 +154,21 @@ pub async fn redeploy(id: i64) -> Result<DeploymentId, AppError> {
     let deployment = ssr::engine()?.redeploy(id).await?;
     leptos_axum::redirect(&format!("/deployments/{}", deployment.id));
     Ok(deployment.id)
+}
+
+/// Lines `from..=to` of a deployment's log, numbered by the server (the monitor loads
+/// the pages it shows; `GET /api/deployments/{id}/lines` is the same for scripts).
+#[server]
+pub async fn log_lines(id: i64, from: u64, to: u64) -> Result<protocol::LogPage, AppError> {
+    Ok(ssr::engine()?
+        .lines(id, from, to.min(from.saturating_add(4_999)))
+        .await?)
+}
+
+/// The lines of a deployment's log that contain `text` (as `GET .../search`).
+#[server]
+pub async fn search_log(id: i64, text: String) -> Result<Vec<u64>, AppError> {
+    Ok(ssr::engine()?.search(id, text.trim()).await?.seqs)
 }
 
 /// Where a deployment's app answers, once it succeeded: for the monitor of a deployment
@@ -208,36 +231,13 @@ pub async fn update_app(
 }
 
 impl UpdateApp {
-    /// The server's rules for the fields given, checked in the browser before sending.
     pub fn check(&self) -> Result<(), AppError> {
-        use protocol::validate;
-        validate::repo_url(self.repo_url.trim(), true)?;
-        if let Some(branch) = validate::blank_to_none(&self.branch) {
-            validate::branch_name(&branch)?;
-        }
-        if let Some(dockerfile) = validate::blank_to_none(&self.dockerfile) {
-            validate::dockerfile_path(&dockerfile)?;
-        }
-        if let Some(port) = validate::port_text(&self.port, "port")? {
-            validate::port(port)?;
-        }
-        let env = validate::env_lines(&self.env_set, "env_set")?;
-        validate::env(&env).map_err(|mut problem| {
-            problem.field = "env_set".into();
-            problem
-        })?;
-        validate::domains(&validate::domain_text(&self.domains))?;
-        if let Some(mb) = number_text::<i64>(&self.memory_mb, "memory_mb")? {
-            validate::memory_mb(mb)?;
-        }
-        if let Some(cpus) = number_text::<f64>(&self.cpus, "cpus")? {
-            validate::cpus(cpus)?;
-        }
-        Ok(())
+        precheck(None, &self.port, &self.env_set, "env_set")
     }
 }
 
 /// A number typed into a form: blank is none.
+#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
 fn number_text<T: std::str::FromStr>(
     text: &str,
     field: &str,

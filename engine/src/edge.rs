@@ -150,9 +150,7 @@ impl Edge {
             routes: Mutex::new(routes),
             started,
         });
-        let mut first = spawn_caddy(&settings)
-            .await
-            .map_err(start_error)?;
+        let mut first = spawn_caddy(&settings).await.map_err(start_error)?;
         started_tx.send_replace(1);
         tracing::info!(http = %settings.http, https = ?settings.https, "the edge (Caddy) is serving");
         let supervised = edge.clone();
