@@ -57,7 +57,12 @@ impl From<protocol::validate::FieldError> for AppError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppView {
     pub app: App,
+    /// The event feed's position the history was read at.
+    pub since: u64,
     pub deployments: Vec<Deployment>,
+    /// Where forges post pushes, once a webhook secret exists.
+    pub webhook_url: Option<String>,
+    pub deliveries: Vec<protocol::Delivery>,
 }
 
 /// What the monitor page shows before the live view takes over.
@@ -68,12 +73,35 @@ pub struct DeploymentView {
     pub recent_lines: Vec<LogLine>,
 }
 
+/// What the runtime logs page shows before the live view takes over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppLogsView {
+    pub app: App,
+    /// The oldest line the app still keeps.
+    pub kept_from: u64,
+    pub recent_lines: Vec<LogLine>,
+}
+
 /// Lines a page shows before its WebAssembly loads.
 pub const RECENT_LINES: u64 = 200;
 
+/// The apps, and the event feed's position they were read at (the live list resumes
+/// the feed from it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppList {
+    pub since: u64,
+    pub apps: Vec<App>,
+}
+
 #[server]
-pub async fn list_apps() -> Result<Vec<App>, AppError> {
-    Ok(ssr::engine()?.apps().await?)
+pub async fn list_apps() -> Result<AppList, AppError> {
+    let engine = ssr::engine()?;
+    // Read the position first: an event between the two is applied again, never missed.
+    let since = engine.last_event();
+    Ok(AppList {
+        since,
+        apps: engine.apps().await?,
+    })
 }
 
 #[server]
@@ -117,9 +145,21 @@ impl CreateApp {
 #[server]
 pub async fn get_app(id: i64) -> Result<AppView, AppError> {
     let engine = ssr::engine()?;
+    let since = engine.last_event();
     let app = engine.app(id).await?;
     let deployments = engine.deployments(id).await?;
-    Ok(AppView { app, deployments })
+    let webhook_url = engine
+        .webhook_secret(id)
+        .await?
+        .map(|_| engine.webhook_url(id));
+    let deliveries = engine.deliveries(id).await?;
+    Ok(AppView {
+        app,
+        since,
+        deployments,
+        webhook_url,
+        deliveries,
+    })
 }
 
 /// Queues a deployment; answers its id (the browser opens its monitor; a plain form post
@@ -169,6 +209,40 @@ pub async fn log_lines(id: i64, from: u64, to: u64) -> Result<protocol::LogPage,
 #[server]
 pub async fn search_log(id: i64, text: String) -> Result<Vec<u64>, AppError> {
     Ok(ssr::engine()?.search(id, text.trim()).await?.seqs)
+}
+
+/// The app and the newest lines its running containers printed.
+#[server]
+pub async fn get_app_logs(id: i64) -> Result<AppLogsView, AppError> {
+    let engine = ssr::engine()?;
+    let app = engine.app(id).await?;
+    let (kept_from, recent_lines) = engine.app_log_tail(id, RECENT_LINES).await?;
+    Ok(AppLogsView {
+        app,
+        kept_from,
+        recent_lines,
+    })
+}
+
+/// Lines `from..=to` of an app's runtime log (those still kept).
+#[server]
+pub async fn app_log_lines(id: i64, from: u64, to: u64) -> Result<protocol::LogPage, AppError> {
+    Ok(ssr::engine()?.app_log_lines(id, from, to).await?)
+}
+
+/// Starts the image of one of the app's last successful deployments again (a rollback)
+/// and opens its monitor.
+#[server]
+pub async fn rollback(app_id: i64, id: i64) -> Result<DeploymentId, AppError> {
+    let deployment = ssr::engine()?.rollback(app_id, Some(id)).await?;
+    leptos_axum::redirect(&format!("/deployments/{}", deployment.id));
+    Ok(deployment.id)
+}
+
+/// A new webhook secret for the app (shown once; the previous one stops working).
+#[server]
+pub async fn rotate_webhook(app_id: i64) -> Result<protocol::Webhook, AppError> {
+    Ok(ssr::engine()?.rotate_webhook(app_id).await?)
 }
 
 /// Where a deployment's app answers, once it succeeded: for the monitor of a deployment
@@ -314,4 +388,50 @@ mod ssr {
             }
         }
     }
+}
+
+#[server]
+pub async fn list_notifications() -> Result<Vec<protocol::Notification>, AppError> {
+    Ok(ssr::engine()?.notifications().await?)
+}
+
+/// Adds an outgoing notification from the form: a checkbox per status it is sent for.
+#[server]
+pub async fn add_notification(
+    url: String,
+    format: String,
+    success: Option<String>,
+    failed: Option<String>,
+    cancelled: Option<String>,
+) -> Result<protocol::CreatedNotification, AppError> {
+    use protocol::{NotificationFormat, Status};
+    let format = match format.as_str() {
+        "slack" => NotificationFormat::Slack,
+        "json" | "" => NotificationFormat::Json,
+        other => {
+            return Err(AppError::from(protocol::validate::FieldError::new(
+                "format",
+                format!("must be json or slack, not {other:?}"),
+            )));
+        }
+    };
+    let events = [
+        (success, Status::Success),
+        (failed, Status::Failed),
+        (cancelled, Status::Cancelled),
+    ]
+    .into_iter()
+    .filter_map(|(checked, status)| checked.map(|_| status))
+    .collect();
+    let new = protocol::NewNotification {
+        url,
+        events,
+        format,
+    };
+    Ok(ssr::engine()?.create_notification(new).await?)
+}
+
+#[server]
+pub async fn delete_notification(id: i64) -> Result<(), AppError> {
+    Ok(ssr::engine()?.delete_notification(id).await?)
 }

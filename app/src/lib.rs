@@ -8,9 +8,11 @@
 //!   are HTTP calls.
 //! - [`monitor`]: `use_deployment_monitor`, the reactive hook behind the live monitor; it
 //!   owns the deployment's lines, filed by `seq` in a [`log_book::LogBook`].
+//! - [`feed`]: `use_event_feed`, the installation's event feed behind the live lists.
 //! - [`pages`]: the apps list, the app page and the deployment monitor.
 
 pub mod api;
+pub mod feed;
 pub mod log_book;
 pub mod monitor;
 pub mod pages;
@@ -62,10 +64,12 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p class="text-slate-400">"Page not found."</p> }>
                     <Route path=path!("/") view=pages::apps::AppsPage ssr=SsrMode::Async />
                     <Route path=path!("/apps/:id") view=pages::app::AppPage ssr=SsrMode::Async />
+                    <Route path=path!("/apps/:id/logs") view=pages::app_logs::AppLogsPage ssr=SsrMode::Async />
                     <Route path=path!("/deployments/:id") view=pages::deployment::DeploymentPage ssr=SsrMode::Async />
                     <Route path=path!("/login") view=pages::account::LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/setup") view=pages::account::SetupPage ssr=SsrMode::Async />
                     <Route path=path!("/settings/tokens") view=pages::account::TokensPage ssr=SsrMode::Async />
+                    <Route path=path!("/settings/notifications") view=pages::notifications::NotificationsPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

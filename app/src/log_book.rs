@@ -11,36 +11,56 @@ pub const PAGE: Seq = 1000;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogBook {
-    /// Index `seq - 1`; `None` while not loaded.
+    /// Index `seq - gone - 1`; `None` while not loaded.
     lines: Vec<Option<Arc<str>>>,
     /// How many lines are loaded.
     loaded: usize,
+    /// Lines `1..=gone` are no longer kept by the server.
+    gone: Seq,
 }
 
 impl LogBook {
     /// The highest `seq` known to exist (0 for an empty log).
     pub fn total(&self) -> Seq {
-        self.lines.len() as Seq
+        self.gone + self.lines.len() as Seq
+    }
+
+    /// Lines up to this `seq` are no longer kept by the server (a runtime log keeps only
+    /// its newest lines): they are neither shown nor asked for.
+    pub fn gone(&self) -> Seq {
+        self.gone
+    }
+
+    /// Records that the server keeps no line before `seq`.
+    pub fn drop_before(&mut self, seq: Seq) {
+        let gone = seq.saturating_sub(1);
+        if gone <= self.gone {
+            return;
+        }
+        let cut = usize::try_from(gone - self.gone)
+            .unwrap_or(usize::MAX)
+            .min(self.lines.len());
+        self.loaded -= self.lines.drain(..cut).flatten().count();
+        self.gone = gone;
     }
 
     pub fn loaded(&self) -> usize {
         self.loaded
     }
 
+    fn index(&self, seq: Seq) -> Option<usize> {
+        usize::try_from(seq.checked_sub(self.gone + 1)?).ok()
+    }
+
     /// Line `seq`, if loaded.
     pub fn get(&self, seq: Seq) -> Option<&Arc<str>> {
-        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
-        self.lines.get(index)?.as_ref()
+        self.lines.get(self.index(seq)?)?.as_ref()
     }
 
     /// Files lines by their `seq`; a `seq` already filed is left as it is.
     pub fn insert(&mut self, lines: impl IntoIterator<Item = LogLine>) {
         for line in lines {
-            let Some(index) = line
-                .seq
-                .checked_sub(1)
-                .and_then(|i| usize::try_from(i).ok())
-            else {
+            let Some(index) = self.index(line.seq) else {
                 continue;
             };
             if index >= self.lines.len() {
@@ -55,10 +75,12 @@ impl LogBook {
 
     /// Records that lines up to `total` exist (their text may come later).
     pub fn extend_to(&mut self, total: Seq) {
-        if let Ok(total) = usize::try_from(total)
-            && total > self.lines.len()
+        if let Some(len) = total
+            .checked_sub(self.gone)
+            .and_then(|n| usize::try_from(n).ok())
+            && len > self.lines.len()
         {
-            self.lines.resize(total, None);
+            self.lines.resize(len, None);
         }
     }
 
@@ -67,7 +89,7 @@ impl LogBook {
     pub fn missing_pages(&self, from: Seq, to: Seq) -> Vec<(Seq, Seq)> {
         let to = to.min(self.total());
         let mut pages = Vec::new();
-        let mut seq = from.max(1);
+        let mut seq = from.max(self.gone + 1);
         while seq <= to {
             let page_first = (seq - 1) / PAGE * PAGE + 1;
             let page_last = (page_first + PAGE - 1).min(self.total());
@@ -96,6 +118,7 @@ mod tests {
             seq,
             line: format!("line {seq}\n"),
             timestamp: String::new(),
+            stream: None,
         }
     }
 
@@ -113,12 +136,31 @@ mod tests {
             seq: 300,
             line: "changed\n".into(),
             timestamp: String::new(),
+            stream: None,
         };
         book.insert([other.clone()]);
         assert_eq!(book.get(300).map(|l| l.as_ref()), Some("line 300\n"));
         other.seq = 0;
         book.insert([other]);
         assert_eq!(book.total(), 450);
+    }
+
+    #[test]
+    fn lines_no_longer_kept_are_dropped_and_never_asked_for() {
+        let mut book = LogBook::default();
+        book.insert((1..=3000).map(line));
+        book.drop_before(2501);
+        assert_eq!((book.gone(), book.total(), book.loaded()), (2500, 3000, 500));
+        assert!(book.get(2500).is_none());
+        assert_eq!(book.get(2501).map(|l| l.as_ref()), Some("line 2501\n"));
+        // A late page of gone lines is not filed again, and they are not asked for.
+        book.insert((2001..=2600).map(line));
+        assert_eq!(book.loaded(), 500);
+        book.extend_to(4000);
+        assert_eq!(book.missing_pages(1, 3500), vec![(3001, 4000)]);
+        // Dropping less than is gone changes nothing.
+        book.drop_before(10);
+        assert_eq!((book.gone(), book.total()), (2500, 4000));
     }
 
     #[test]

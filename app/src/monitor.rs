@@ -7,10 +7,43 @@
 //! asks for them ([`DeploymentMonitor::want`]). After a dropped connection it reconnects
 //! with exponential backoff and jitter, resuming with `since=<last seq>`, so each line
 //! appears exactly once. On the server it only holds the rendered state.
+//!
+//! The same hook follows an app's runtime logs ([`LogSource::App`]): the same events on
+//! another socket, which stays open while the app exists.
 
 use crate::log_book::LogBook;
 use leptos::prelude::*;
-use protocol::{DeploymentId, ErrorBody, LogLine, Seq, StatusData};
+use protocol::{AppId, DeploymentId, ErrorBody, LogLine, Seq, StatusData};
+
+/// Whose lines a monitor follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    /// A deployment's build and start (`GET /api/deployments/logs?id=`).
+    Deployment(DeploymentId),
+    /// What an app's running containers print (`GET /api/apps/{id}/logs`).
+    App(AppId),
+}
+
+impl LogSource {
+    /// The socket's path and query, resuming after `since`.
+    pub fn socket_path(self, since: Seq) -> String {
+        match self {
+            LogSource::Deployment(id) => format!("/api/deployments/logs?id={id}&since={since}"),
+            LogSource::App(id) => format!("/api/apps/{id}/logs?since={since}"),
+        }
+    }
+
+    /// The whole log as text, and the name to save it under.
+    pub fn download(self) -> (String, String) {
+        match self {
+            LogSource::Deployment(id) => (
+                format!("/api/deployments/{id}/logs"),
+                format!("deployment-{id}.log"),
+            ),
+            LogSource::App(id) => (format!("/api/apps/{id}/logs"), format!("app-{id}.log")),
+        }
+    }
+}
 
 /// The state of the monitor's connection, for the UI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +70,7 @@ impl Connection {
 
 #[derive(Debug, Clone, Copy)]
 pub struct DeploymentMonitor {
-    pub id: DeploymentId,
+    pub source: LogSource,
     /// The latest status event, once one arrived.
     pub status: ReadSignal<Option<StatusData>>,
     /// Every line known, filed by `seq`.
@@ -53,8 +86,24 @@ pub struct DeploymentMonitor {
 /// Watches deployment `id` live, starting from the lines the server rendered (`seed`).
 /// Call it inside a component; it stops when the component is dropped.
 pub fn use_deployment_monitor(id: DeploymentId, seed: Vec<LogLine>) -> DeploymentMonitor {
+    use_log_monitor(LogSource::Deployment(id), seed)
+}
+
+/// Watches `source` live from the lines the server rendered (`seed`); lines before the
+/// seed's first one that the server no longer keeps are left out.
+pub fn use_log_monitor(source: LogSource, seed: Vec<LogLine>) -> DeploymentMonitor {
+    use_log_monitor_from(source, 1, seed)
+}
+
+/// As [`use_log_monitor`] for a log whose lines before `kept_from` are no longer kept.
+pub fn use_log_monitor_from(
+    source: LogSource,
+    kept_from: Seq,
+    seed: Vec<LogLine>,
+) -> DeploymentMonitor {
     let since = seed.last().map(|l| l.seq).unwrap_or(0);
     let mut book = LogBook::default();
+    book.drop_before(kept_from);
     book.insert(seed);
     let (status, set_status) = signal(None::<StatusData>);
     let (lines, set_lines) = signal(book);
@@ -69,12 +118,12 @@ pub fn use_deployment_monitor(id: DeploymentId, seed: Vec<LogLine>) -> Deploymen
     // Effects run only in the browser, after hydration.
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
-        browser::start(id, since, setters);
+        browser::start(source, since, setters);
         #[cfg(not(feature = "hydrate"))]
         let _ = (since, setters);
     });
     DeploymentMonitor {
-        id,
+        source,
         status,
         lines,
         connection,
@@ -97,10 +146,17 @@ impl DeploymentMonitor {
             self.loading.update_value(|l| l.push(first));
             #[cfg(feature = "hydrate")]
             {
-                let (id, set_lines, loading) = (self.id, self.set_lines, self.loading);
+                let (source, set_lines, loading) = (self.source, self.set_lines, self.loading);
                 leptos::task::spawn_local(async move {
-                    if let Some(lines) = browser::page(id, first, last).await {
-                        set_lines.update(|book| book.insert(lines));
+                    if let Some(lines) = browser::page(source, first, last).await {
+                        set_lines.update(|book| {
+                            // A runtime log keeps only its newest lines: those before
+                            // the first answered are gone.
+                            if matches!(source, LogSource::App(_)) {
+                                book.drop_before(lines.first().map_or(last + 1, |l| l.seq));
+                            }
+                            book.insert(lines);
+                        });
                     }
                     loading.update_value(|l| l.retain(|p| *p != first));
                 });
@@ -132,8 +188,9 @@ fn apply(
 ) -> bool {
     match event {
         protocol::Event::Log { data, .. } => {
-            // Rule 2 makes seq contiguous; `since` is the last seq received in order.
-            if data.seq == *last_seq + 1 {
+            // Rule 2 makes seq contiguous; `since` is the last seq received in order. A
+            // runtime log resumed from lines it no longer keeps starts further on.
+            if data.seq > *last_seq {
                 *last_seq = data.seq;
                 on_line(data);
             }
@@ -151,14 +208,23 @@ fn apply(
     }
 }
 
+/// Waits `ms` milliseconds (the browser's timer).
+#[cfg(feature = "hydrate")]
+pub(crate) async fn sleep_ms(ms: f64) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 #[cfg(feature = "hydrate")]
 mod browser {
-    use super::{Connection, Setters, apply};
+    use super::{Connection, LogSource, Setters, apply};
     use futures_util::StreamExt;
     use futures_util::future::{Either, select};
     use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
     use leptos::prelude::*;
-    use protocol::{DeploymentId, LogLine, Seq};
+    use protocol::{LogLine, Seq};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -167,14 +233,14 @@ mod browser {
     /// Lines received are shown at most this often (ms), in one update.
     const FLUSH_MS: f64 = 50.0;
 
-    pub fn start(id: DeploymentId, since: Seq, setters: Setters) {
+    pub fn start(source: LogSource, since: Seq, setters: Setters) {
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
         on_cleanup(move || flag.store(true, Ordering::Relaxed));
-        leptos::task::spawn_local(run(id, since, setters, stopped));
+        leptos::task::spawn_local(run(source, since, setters, stopped));
     }
 
-    fn url(id: DeploymentId, since: Seq) -> String {
+    fn url(source: LogSource, since: Seq) -> String {
         let location = window().location();
         let scheme = if location.protocol().as_deref() == Ok("https:") {
             "wss"
@@ -182,33 +248,28 @@ mod browser {
             "ws"
         };
         let host = location.host().unwrap_or_default();
-        format!("{scheme}://{host}/api/deployments/logs?id={id}&since={since}")
+        format!("{scheme}://{host}{}", source.socket_path(since))
     }
 
-    async fn sleep(ms: f64) {
-        let promise = js_sys::Promise::new(&mut |resolve, _| {
-            let _ =
-                window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
-        });
-        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-    }
+    use super::sleep_ms as sleep;
 
     /// Lines `first..=last` from the server, numbered by it.
-    pub async fn page(id: DeploymentId, first: Seq, last: Seq) -> Option<Vec<LogLine>> {
-        crate::api::log_lines(id, first, last)
-            .await
-            .ok()
-            .map(|page| page.lines)
+    pub async fn page(source: LogSource, first: Seq, last: Seq) -> Option<Vec<LogLine>> {
+        let page = match source {
+            LogSource::Deployment(id) => crate::api::log_lines(id, first, last).await,
+            LogSource::App(id) => crate::api::app_log_lines(id, first, last).await,
+        };
+        page.ok().map(|page| page.lines)
     }
 
-    async fn run(id: DeploymentId, mut last_seq: Seq, setters: Setters, stopped: Arc<AtomicBool>) {
+    async fn run(source: LogSource, mut last_seq: Seq, setters: Setters, stopped: Arc<AtomicBool>) {
         let mut failures = 0i32;
         loop {
             if stopped.load(Ordering::Relaxed) {
                 return;
             }
             let mut ended = false;
-            if let Ok(socket) = WebSocket::open(&url(id, last_seq)) {
+            if let Ok(socket) = WebSocket::open(&url(source, last_seq)) {
                 let (_write, mut read) = socket.split();
                 // Lines are filed at most every FLUSH_MS: one signal update (and one
                 // render) for a whole burst of catch-up lines, and at once when the
@@ -306,6 +367,7 @@ mod tests {
                 seq,
                 line: format!("line {seq}\n"),
                 timestamp: String::new(),
+                stream: None,
             },
         }
     }

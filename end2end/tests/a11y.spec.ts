@@ -25,6 +25,8 @@ test("every control on every page has an accessible name; nothing overflows at p
     ["app", `/apps/${done.app_id}`],
     ["monitor", `/deployments/${id}`],
     ["tokens", "/settings/tokens"],
+    ["runtime-logs", `/apps/${done.app_id}/logs`],
+    ["notifications", "/settings/notifications"],
   ];
 
   // Every request goes to Slipway itself: no CDN, no font or script from elsewhere.
@@ -55,7 +57,8 @@ test("every control on every page has an accessible name; nothing overflows at p
   expect(wasm.headers()["content-encoding"]).toBe("br");
   const sent = Number(wasm.headers()["content-length"]);
   console.log(`WebAssembly sent: ${sent} bytes (brotli)`);
-  expect(sent).toBeLessThanOrEqual(250_000);
+  // Leptos.toml's bundle-budget-bytes (why it is what it is: there).
+  expect(sent).toBeLessThanOrEqual(300_000);
 });
 
 test("pages are useful without JavaScript: the monitor's status and last lines, a working Deploy", async ({ browser, request }, testInfo) => {

@@ -70,7 +70,8 @@ fn digest(secret: &str) -> Digest32 {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-fn random_hex() -> String {
+/// 32 random bytes, as hex: a secret.
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)

@@ -26,6 +26,11 @@ pub enum Published {
 }
 
 pub fn to_json(event: &Event) -> Arc<str> {
+    to_json_with(event)
+}
+
+/// Any of our wire types, serialised once.
+pub fn to_json_with<T: serde::Serialize>(event: &T) -> Arc<str> {
     // Our event types serialise infallibly: no maps with non-string keys, no I/O.
     serde_json::to_string(event)
         .unwrap_or_else(|e| {

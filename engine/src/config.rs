@@ -144,6 +144,10 @@ pub struct Config {
     #[arg(long = "drain-secs", env = "SLIPWAY_DRAIN_SECS", value_name = "SLIPWAY_DRAIN_SECS",
           default_value = "10", value_parser = secs_or_zero(3600))]
     pub drain: Duration,
+    /// Each app keeps its newest this many MB of runtime log lines.
+    #[arg(long = "runtime-log-mb", env = "SLIPWAY_RUNTIME_LOG_MB", value_name = "SLIPWAY_RUNTIME_LOG_MB",
+          default_value = "50", value_parser = megabytes(1_048_576))]
+    pub runtime_log_bytes: u64,
     /// The Caddy binary of the edge (2.7 or later).
     #[arg(
         long,

@@ -6,7 +6,10 @@
 
 use crate::error::{Conflict, EngineError, Missing, Result};
 use protocol::validate::ValidApp;
-use protocol::{App, AppId, Deployment, DeploymentId, Status};
+use protocol::{
+    App, AppAction, AppChange, AppId, Deployment, DeploymentId, DeploymentSummary, FeedEvent,
+    FeedId, NotificationFormat, Status,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -173,7 +176,7 @@ impl From<DeploymentRow> for DeploymentRecord {
 const DEPLOYMENT_COLUMNS: &str = "id, app_id, status, progress, error_message, failed_stage, \
      commit_sha, image, image_from, container_id, url, created_at, started_at, finished_at, duration";
 
-pub(crate) async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord> {
+pub(crate) async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<(AppRecord, FeedEvent)> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     let mut tx = pool.begin().await?;
@@ -200,8 +203,9 @@ pub(crate) async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord>
         Err(e) => return Err(e.into()),
     };
     set_domains(&mut tx, row.id, &app.domains).await?;
+    let event = app_event(&mut tx, row.id, &row.name, AppAction::Created).await?;
     tx.commit().await?;
-    Ok(AppRecord::from_row(row, app.domains.clone()))
+    Ok((AppRecord::from_row(row, app.domains.clone()), event))
 }
 
 /// Replaces an app's extra host names; one taken by another app is a conflict.
@@ -297,17 +301,23 @@ pub(crate) async fn apps(pool: &Pool) -> Result<Vec<AppRecord>> {
         .collect())
 }
 
-pub(crate) async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
+pub(crate) async fn delete_app(pool: &Pool, id: AppId) -> Result<Option<FeedEvent>> {
     count();
-    sqlx::query("DELETE FROM apps WHERE id = ?")
+    let mut tx = pool.begin().await?;
+    let name: Option<String> = sqlx::query_scalar("DELETE FROM apps WHERE id = ? RETURNING name")
         .bind(id)
-        .execute(pool)
+        .fetch_optional(&mut *tx)
         .await?;
-    Ok(())
+    let event = match name {
+        Some(name) => Some(app_event(&mut tx, id, &name, AppAction::Deleted).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(event)
 }
 
 /// Replaces an app's settings (already validated).
-pub(crate) async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result<()> {
+pub(crate) async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result<FeedEvent> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     let mut tx = pool.begin().await?;
@@ -326,8 +336,89 @@ pub(crate) async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result
     .execute(&mut *tx)
     .await?;
     set_domains(&mut tx, id, &app.domains).await?;
+    let event = app_event(&mut tx, id, &app.name, AppAction::Updated).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(event)
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// Writes an event of the feed in the transaction of the change it reports; its id is
+/// the feed's order. Every thousandth event drops those older than the feed keeps.
+async fn record_event(tx: &mut Tx<'_>, kind: &str, data: String) -> Result<(FeedId, String)> {
+    count();
+    let timestamp = crate::time::now();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO events (kind, timestamp, data) VALUES (?, ?, ?) RETURNING id",
+    )
+    .bind(kind)
+    .bind(&timestamp)
+    .bind(data)
+    .fetch_one(&mut **tx)
+    .await?;
+    if id % 1000 == 0 {
+        count();
+        sqlx::query("DELETE FROM events WHERE id <= ?")
+            .bind(id - protocol::FEED_KEPT as i64 - 1000)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok((id as FeedId, timestamp))
+}
+
+async fn app_event(tx: &mut Tx<'_>, id: AppId, name: &str, action: AppAction) -> Result<FeedEvent> {
+    let data = AppChange {
+        id,
+        name: name.to_owned(),
+        action,
+    };
+    let json = serde_json::to_string(&data).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let (feed_id, timestamp) = record_event(tx, "app", json).await?;
+    Ok(FeedEvent::App {
+        id: feed_id,
+        timestamp,
+        data,
+    })
+}
+
+async fn deployment_event(tx: &mut Tx<'_>, deployment: &Deployment) -> Result<FeedEvent> {
+    let data = DeploymentSummary::from(deployment);
+    let json = serde_json::to_string(&data).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let (feed_id, timestamp) = record_event(tx, "deployment", json).await?;
+    Ok(FeedEvent::Deployment {
+        id: feed_id,
+        timestamp,
+        data,
+    })
+}
+
+/// The newest `limit` events, oldest first, and the newest id.
+pub(crate) async fn recent_events(pool: &Pool, limit: u64) -> Result<(Vec<FeedEvent>, FeedId)> {
+    count();
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT id, kind, timestamp, data FROM events ORDER BY id DESC LIMIT ?",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    let last = rows.first().map_or(0, |(id, ..)| *id as FeedId);
+    let mut events = Vec::with_capacity(rows.len());
+    for (id, kind, timestamp, data) in rows.into_iter().rev() {
+        let id = id as FeedId;
+        let event = match kind.as_str() {
+            "deployment" => serde_json::from_str(&data).map(|data| FeedEvent::Deployment {
+                id,
+                timestamp,
+                data,
+            }),
+            _ => serde_json::from_str(&data).map(|data| FeedEvent::App { id, timestamp, data }),
+        };
+        match event {
+            Ok(event) => events.push(event),
+            Err(e) => tracing::warn!(event.id = id, error = %e, "an unreadable event of the feed"),
+        }
+    }
+    Ok((events, last))
 }
 
 /// An earlier deployment's image to start again, instead of cloning and building.
@@ -337,14 +428,17 @@ pub(crate) struct Reuse<'a> {
     pub commit: Option<&'a str>,
 }
 
-/// Queues a deployment (`pending`).
+/// Queues a deployment (`pending`): a build of the branch's head, of `commit`, or (with
+/// `reuse`) a start of an earlier image.
 pub(crate) async fn insert_deployment(
     pool: &Pool,
     app_id: AppId,
     reuse: Option<Reuse<'_>>,
-) -> Result<DeploymentRecord> {
+    commit: Option<&str>,
+) -> Result<(DeploymentRecord, FeedEvent)> {
     count();
     let pending = Status::Pending;
+    let mut tx = pool.begin().await?;
     let row = sqlx::query_as::<_, DeploymentRow>(&format!(
         "INSERT INTO deployments (app_id, image, image_from, commit_sha, status, progress, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {DEPLOYMENT_COLUMNS}"
@@ -352,13 +446,16 @@ pub(crate) async fn insert_deployment(
     .bind(app_id)
     .bind(reuse.as_ref().map(|r| r.image))
     .bind(reuse.as_ref().map(|r| r.from))
-    .bind(reuse.as_ref().and_then(|r| r.commit))
+    .bind(reuse.as_ref().and_then(|r| r.commit).or(commit))
     .bind(pending)
     .bind(i64::from(pending.progress()))
     .bind(crate::time::now())
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(row.into())
+    let record = DeploymentRecord::from(row);
+    let event = deployment_event(&mut tx, &record.api).await?;
+    tx.commit().await?;
+    Ok((record, event))
 }
 
 pub(crate) async fn deployment(pool: &Pool, id: DeploymentId) -> Result<DeploymentRecord> {
@@ -409,6 +506,151 @@ pub(crate) async fn deployments_in(
     Ok(all)
 }
 
+/// The image a deployment built, once it was removed (images of old deployments are not
+/// kept): it can no longer be started again.
+pub(crate) async fn forget_image(pool: &Pool, id: DeploymentId) -> Result<()> {
+    count();
+    sqlx::query("UPDATE deployments SET image = NULL WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_webhook_secret(pool: &Pool, app: AppId, secret: &str) -> Result<()> {
+    count();
+    sqlx::query("UPDATE apps SET webhook_secret = ? WHERE id = ?")
+        .bind(secret)
+        .bind(app)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn webhook_secret(pool: &Pool, app: AppId) -> Result<Option<String>> {
+    count();
+    let secret: Option<Option<String>> =
+        sqlx::query_scalar("SELECT webhook_secret FROM apps WHERE id = ?")
+            .bind(app)
+            .fetch_optional(pool)
+            .await?;
+    secret.ok_or(Missing::App(app).into())
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    delivery: String,
+    forge: String,
+    event: String,
+    received_at: String,
+    deployment_id: Option<i64>,
+    ignored: Option<String>,
+}
+
+impl From<DeliveryRow> for protocol::Delivery {
+    fn from(row: DeliveryRow) -> Self {
+        protocol::Delivery {
+            delivery: row.delivery,
+            forge: row.forge,
+            event: row.event,
+            received_at: row.received_at,
+            deployment_id: row.deployment_id,
+            ignored: row.ignored,
+        }
+    }
+}
+
+/// Records a delivery as received; if the forge sent it before, answers that one instead
+/// (the caller then does nothing again).
+pub(crate) async fn begin_delivery(
+    pool: &Pool,
+    app: AppId,
+    delivery: &str,
+    forge: &str,
+    event: &str,
+) -> Result<Option<protocol::Delivery>> {
+    count();
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_deliveries (app_id, delivery, forge, event, received_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(app)
+    .bind(delivery)
+    .bind(forge)
+    .bind(event)
+    .bind(crate::time::now())
+    .execute(pool)
+    .await;
+    match inserted {
+        Ok(_) => Ok(None),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            count();
+            let row = sqlx::query_as::<_, DeliveryRow>(
+                "SELECT delivery, forge, event, received_at, deployment_id, ignored \
+                 FROM webhook_deliveries WHERE app_id = ? AND delivery = ?",
+            )
+            .bind(app)
+            .bind(delivery)
+            .fetch_one(pool)
+            .await?;
+            Ok(Some(row.into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a delivery did.
+pub(crate) async fn finish_delivery(
+    pool: &Pool,
+    app: AppId,
+    delivery: &str,
+    deployment: Option<DeploymentId>,
+    ignored: Option<&str>,
+) -> Result<protocol::Delivery> {
+    count();
+    Ok(sqlx::query_as::<_, DeliveryRow>(
+        "UPDATE webhook_deliveries SET deployment_id = ?, ignored = ? \
+         WHERE app_id = ? AND delivery = ? \
+         RETURNING delivery, forge, event, received_at, deployment_id, ignored",
+    )
+    .bind(deployment)
+    .bind(ignored)
+    .bind(app)
+    .bind(delivery)
+    .fetch_one(pool)
+    .await?
+    .into())
+}
+
+pub(crate) async fn deliveries(
+    pool: &Pool,
+    app: AppId,
+    limit: i64,
+) -> Result<Vec<protocol::Delivery>> {
+    count();
+    Ok(sqlx::query_as::<_, DeliveryRow>(
+        "SELECT delivery, forge, event, received_at, deployment_id, ignored \
+         FROM webhook_deliveries WHERE app_id = ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(app)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(Into::into)
+    .collect())
+}
+
+/// How many deployments are in `status`.
+pub(crate) async fn count_in(pool: &Pool, status: Status) -> Result<u64> {
+    count();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE status = ?")
+        .bind(status)
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// The oldest pending deployment of an app with nothing in flight: the next to claim.
 pub(crate) async fn next_claimable(pool: &Pool) -> Result<Option<DeploymentRecord>> {
     count();
@@ -448,8 +690,9 @@ pub(crate) async fn transition(
     from: Status,
     to: Status,
     change: Change,
-) -> Result<DeploymentRecord> {
+) -> Result<(DeploymentRecord, Option<FeedEvent>)> {
     count();
+    let mut tx = pool.begin().await?;
     let now = crate::time::now();
     let finished = to.is_terminal().then(|| now.clone());
     let progress = change.progress.unwrap_or(to.progress());
@@ -471,19 +714,184 @@ pub(crate) async fn transition(
     .bind(change.error_message)
     .bind(change.failed_stage)
     .bind(finished)
-    .bind(now)
+    .bind(&now)
     .bind(id)
     .bind(from)
     .bind(change.claim)
     .bind(Status::Cloning)
     .bind(Status::Building)
     .bind(Status::Deploying)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    match row {
-        Some(row) => Ok(row.into()),
-        None => Err(Conflict::Moved { id, expected: from }.into()),
+    let Some(row) = row else {
+        return Err(Conflict::Moved { id, expected: from }.into());
+    };
+    let record = DeploymentRecord::from(row);
+    // Progress inside a stage is not an event of the feed.
+    let event = if to != from {
+        Some(deployment_event(&mut tx, &record.api).await?)
+    } else {
+        None
+    };
+    if to.is_terminal() {
+        enqueue_notifications(&mut tx, &record.api, &now).await?;
     }
+    tx.commit().await?;
+    Ok((record, event))
+}
+
+/// Queues the notifications that listen for the deployment's terminal status, in the
+/// transaction that commits it.
+async fn enqueue_notifications(tx: &mut Tx<'_>, deployment: &Deployment, now: &str) -> Result<()> {
+    count();
+    let summary = serde_json::to_string(&DeploymentSummary::from(deployment))
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO notification_outbox            (notification_id, deployment_id, status, app_name, summary, created_at, next_at)          SELECT n.id, ?1, ?2, (SELECT name FROM apps WHERE id = ?3), ?4, ?5, ?5          FROM notifications n          WHERE EXISTS (SELECT 1 FROM json_each(n.events) WHERE json_each.value = ?2)",
+    )
+    .bind(deployment.id)
+    .bind(deployment.status)
+    .bind(deployment.app_id)
+    .bind(summary)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A notification to deliver, with where and how.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OutboxRow {
+    pub id: i64,
+    pub attempts: i64,
+    pub created_at: String,
+    pub app_name: String,
+    pub summary: String,
+    pub url: String,
+    pub format: NotificationFormat,
+    pub secret: String,
+}
+
+/// Deliveries due at `now`, oldest first.
+pub(crate) async fn due_notifications(pool: &Pool, now: &str, limit: i64) -> Result<Vec<OutboxRow>> {
+    count();
+    Ok(sqlx::query_as::<_, OutboxRow>(
+        "SELECT o.id, o.attempts, o.created_at, o.app_name, o.summary, n.url, n.format, n.secret          FROM notification_outbox o JOIN notifications n ON n.id = o.notification_id          WHERE o.delivered_at IS NULL AND o.next_at <= ? ORDER BY o.id LIMIT ?",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// When the next undelivered notification is due.
+pub(crate) async fn next_notification_due(pool: &Pool) -> Result<Option<String>> {
+    count();
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(next_at) FROM notification_outbox WHERE delivered_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+pub(crate) async fn notification_delivered(pool: &Pool, id: i64, now: &str) -> Result<()> {
+    count();
+    sqlx::query(
+        "UPDATE notification_outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    // Delivered rows are kept a day, for whoever looks into a delivery.
+    count();
+    sqlx::query(
+        "DELETE FROM notification_outbox WHERE delivered_at IS NOT NULL          AND julianday(?) - julianday(delivered_at) > 1",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A failed attempt: tried again at `next`, or (`None`) given up.
+pub(crate) async fn notification_failed(
+    pool: &Pool,
+    id: i64,
+    attempts: i64,
+    next: Option<&str>,
+    why: &str,
+) -> Result<()> {
+    count();
+    // Given up: kept as delivered = never, with the reason, out of the due set.
+    sqlx::query(
+        "UPDATE notification_outbox SET attempts = ?, last_error = ?,            next_at = COALESCE(?, next_at),            delivered_at = CASE WHEN ? IS NULL THEN 'gave up' ELSE NULL END          WHERE id = ?",
+    )
+    .bind(attempts)
+    .bind(why)
+    .bind(next)
+    .bind(next)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn insert_notification(
+    pool: &Pool,
+    url: &str,
+    events: &[Status],
+    format: NotificationFormat,
+    secret: &str,
+) -> Result<protocol::Notification> {
+    count();
+    let json = serde_json::to_string(events).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let created_at = crate::time::now();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO notifications (url, events, format, secret, created_at)          VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(url)
+    .bind(json)
+    .bind(format)
+    .bind(secret)
+    .bind(&created_at)
+    .fetch_one(pool)
+    .await?;
+    Ok(protocol::Notification {
+        id,
+        url: url.to_owned(),
+        events: events.to_vec(),
+        format,
+        created_at,
+    })
+}
+
+pub(crate) async fn notifications(pool: &Pool) -> Result<Vec<protocol::Notification>> {
+    count();
+    let rows: Vec<(i64, String, String, NotificationFormat, String)> = sqlx::query_as(
+        "SELECT id, url, events, format, created_at FROM notifications ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, url, events, format, created_at)| protocol::Notification {
+            id,
+            url,
+            events: serde_json::from_str(&events).unwrap_or_default(),
+            format,
+            created_at,
+        })
+        .collect())
+}
+
+pub(crate) async fn delete_notification(pool: &Pool, id: i64) -> Result<bool> {
+    count();
+    let done = sqlx::query("DELETE FROM notifications WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// What a running deployment produced: the commit, the image, the container and its URL.

@@ -15,6 +15,8 @@ pub enum Missing {
     Deployment(DeploymentId),
     #[error("API token {0} does not exist")]
     Token(i64),
+    #[error("notification {0} does not exist")]
+    Notification(i64),
 }
 
 /// A request that the current state does not allow.
@@ -28,6 +30,18 @@ pub enum Conflict {
     AlreadyEnded { id: DeploymentId, status: Status },
     #[error("deployment {0} did not succeed: only a successful deployment can be redeployed")]
     NotRedeployable(DeploymentId),
+    #[error("app {0} has no earlier successful deployment to roll back to")]
+    NothingToRollBackTo(AppId),
+    #[error(
+        "the image of deployment {0} is no longer kept: the last 5 successful images of each app are"
+    )]
+    ImageNotKept(DeploymentId),
+    #[error("deployment {deployment} belongs to app {app}, not to app {requested}")]
+    OtherApp {
+        deployment: DeploymentId,
+        app: AppId,
+        requested: AppId,
+    },
     #[error("deployment {id} is {status} but no worker of this server runs it")]
     NotRunningHere { id: DeploymentId, status: Status },
     /// Someone else moved the deployment first (a worker claimed it, a cancel won).
@@ -58,6 +72,9 @@ pub enum EngineError {
     Database(#[from] sqlx::Error),
     #[error("log store: {0}")]
     Io(#[from] std::io::Error),
+    /// The event feed no longer keeps the events after the `since` asked for.
+    #[error("events after {since} are no longer kept (the oldest kept is {oldest}): reload, then connect without since")]
+    Gone { since: u64, oldest: u64 },
     #[error("{0}")]
     Internal(String),
 }
@@ -75,6 +92,7 @@ impl EngineError {
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::Unauthorized(_) => ErrorCode::Unauthorized,
             EngineError::Invalid(_) => ErrorCode::Unprocessable,
+            EngineError::Gone { .. } => ErrorCode::Gone,
             EngineError::Database(_) | EngineError::Io(_) | EngineError::Internal(_) => {
                 ErrorCode::Internal
             }

@@ -35,6 +35,14 @@ pub trait Source: Send + Sync + 'static {
         dir: &'a Path,
         output: mpsc::Sender<String>,
     ) -> BoxFuture<'a, Result<Checkout, SourceError>>;
+
+    /// Moves the checkout in `dir` to `commit` (a full SHA), fetching it by its SHA: a
+    /// deployment of one pushed commit, even when the branch has moved on since.
+    fn checkout<'a>(
+        &'a self,
+        dir: &'a Path,
+        commit: &'a str,
+    ) -> BoxFuture<'a, Result<String, SourceError>>;
 }
 
 pub struct GitCli {
@@ -104,7 +112,53 @@ impl GitCli {
     }
 }
 
+impl GitCli {
+    /// Runs `git -C dir ARGS`; answers its stdout, or git's last error line.
+    async fn git_in(&self, dir: &Path, args: &[&str]) -> Result<String, SourceError> {
+        let run = self.command().arg("-C").arg(dir).args(args).output();
+        let out = tokio::time::timeout(self.timeout, run)
+            .await
+            .map_err(|_| SourceError::Timeout(self.timeout.as_secs()))?
+            .map_err(|e| SourceError::Spawn(e.to_string()))?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let reason = text
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+                .unwrap_or("git exited with an error")
+                .trim()
+                .to_owned();
+            return Err(SourceError::CloneFailed(reason));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
 impl Source for GitCli {
+    fn checkout<'a>(
+        &'a self,
+        dir: &'a Path,
+        commit: &'a str,
+    ) -> BoxFuture<'a, Result<String, SourceError>> {
+        Box::pin(async move {
+            self.git_in(
+                dir,
+                &["fetch", "--depth", "1", "--no-tags", "origin", commit],
+            )
+            .await?;
+            self.git_in(dir, &["checkout", "-q", "--detach", "FETCH_HEAD"])
+                .await?;
+            let head = self.git_in(dir, &["rev-parse", "HEAD"]).await?;
+            if head != commit {
+                return Err(SourceError::CloneFailed(format!(
+                    "fetching commit {commit} gave {head}"
+                )));
+            }
+            Ok(head)
+        })
+    }
+
     fn fetch<'a>(
         &'a self,
         url: &'a str,

@@ -15,15 +15,19 @@
 //!
 //! [`Engine`] ties them together; the API handlers and server functions call only it.
 
+mod app_logs;
 pub mod auth;
 pub mod bus;
 pub mod config;
 mod db;
 pub mod edge;
+pub mod feed;
 pub mod error;
 pub mod git;
 mod lifecycle;
 pub mod logstore;
+pub mod metrics;
+mod notify;
 pub mod runtime;
 pub mod time;
 pub mod watch;
@@ -32,7 +36,9 @@ mod worker;
 pub use config::Config;
 pub use db::QUERIES;
 pub use error::{Conflict, EngineError, Missing, Result};
-pub use watch::{Outgoing, WatchEnd, Watcher};
+pub use app_logs::AppLogWatcher;
+pub use feed::FeedWatcher;
+pub use watch::{Feed, Outgoing, WatchEnd, Watcher};
 
 use lifecycle::Lifecycle;
 use logstore::LogStore;
@@ -45,6 +51,8 @@ use tokio_util::task::TaskTracker;
 
 /// Deployments listed per app.
 const HISTORY_LIMIT: i64 = 100;
+/// Successful images kept per app, for rollbacks (PROTOCOL.md, "Rollback").
+pub const KEPT_IMAGES: usize = 5;
 
 #[derive(Clone)]
 pub struct Engine {
@@ -59,6 +67,8 @@ struct Inner {
     runtime: Arc<dyn runtime::Runtime>,
     /// Caddy, when the edge is on.
     edge: Option<Arc<edge::Edge>>,
+    /// What the apps' running containers print.
+    app_logs: Arc<app_logs::AppLogs>,
     /// Tells this installation's containers, images and networks from others' on the
     /// same engine (deployment ids restart with each database).
     instance: String,
@@ -94,7 +104,9 @@ impl Engine {
         let admin_token = config.admin_token.as_ref().map(|t| t.0.as_str());
         let auth = auth::Auth::load(pool.clone(), admin_token).await?;
         let instance = instance_id(&config.data_dir).await?;
-        let lifecycle = Arc::new(Lifecycle::new(pool.clone(), store));
+        let (events, last_event) = db::recent_events(&pool, protocol::FEED_KEPT).await?;
+        let feed = Arc::new(feed::EventFeed::new(events, last_event));
+        let lifecycle = Arc::new(Lifecycle::new(pool.clone(), store, feed));
         let shutdown = CancellationToken::new();
         let mut cx = worker::WorkerContext {
             lifecycle: lifecycle.clone(),
@@ -114,9 +126,23 @@ impl Engine {
                 .build()
                 .map_err(|e| EngineError::Internal(format!("building the HTTP client: {e}")))?,
             edge: None,
+            app_logs: None,
         };
         worker::reconcile(&cx).await?;
         let tasks = TaskTracker::new();
+        let app_logs = Arc::new(app_logs::AppLogs::new(
+            config.data_dir.join("runtime"),
+            config.runtime_log_bytes,
+            runtime.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+        for app in db::apps(&pool).await? {
+            if let Some(container) = &app.container_id {
+                app_logs.follow(app.id, container, None).await;
+            }
+        }
+        cx.app_logs = Some(app_logs.clone());
         let edge = match edge::EdgeSettings::from_config(&config) {
             Some(mut settings) => {
                 settings.dir = std::path::absolute(&settings.dir)?;
@@ -136,6 +162,14 @@ impl Engine {
             None => None,
         };
         cx.edge = edge.clone();
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.addr));
+        tasks.spawn(
+            notify::Notifier::new(pool.clone(), lifecycle.notifications(), public_url)
+                .run(shutdown.clone()),
+        );
         for n in 0..config.workers {
             tasks.spawn(worker::run(cx.clone(), n));
         }
@@ -147,6 +181,7 @@ impl Engine {
                 lifecycle,
                 runtime,
                 edge,
+                app_logs,
                 instance,
                 shutdown,
                 tasks,
@@ -224,7 +259,14 @@ impl Engine {
     pub async fn create_app(&self, new: NewApp) -> Result<App> {
         let valid = protocol::validate::new_app(&new, self.inner.config.allow_local_repos)?;
         self.check_hosts(None, &valid.name, &valid.domains).await?;
-        let record = db::insert_app(&self.inner.pool, &valid).await?;
+        let record = self
+            .inner
+            .lifecycle
+            .recorded(async {
+                let (record, event) = db::insert_app(&self.inner.pool, &valid).await?;
+                Ok((record, Some(event)))
+            })
+            .await?;
         self.update_route(record.id).await?;
         tracing::info!(app.id = record.id, app.name = %record.name, "app created");
         Ok(self.app_view(&record, None))
@@ -254,7 +296,13 @@ impl Engine {
         let valid = protocol::validate::new_app(&merged, self.inner.config.allow_local_repos)?;
         self.check_hosts(Some(id), &valid.name, &valid.domains)
             .await?;
-        db::update_app(&self.inner.pool, id, &valid).await?;
+        self.inner
+            .lifecycle
+            .recorded(async {
+                let event = db::update_app(&self.inner.pool, id, &valid).await?;
+                Ok(((), Some(event)))
+            })
+            .await?;
         self.update_route(id).await?;
         tracing::info!(app.id = id, "app settings changed");
         self.app(id).await
@@ -301,17 +349,100 @@ impl Engine {
         if let Err(e) = self.inner.runtime.remove_network(&network).await {
             tracing::warn!(app.id = id, error = %e, "could not remove the app's network");
         }
-        db::delete_app(&self.inner.pool, id).await?;
+        self.inner
+            .lifecycle
+            .recorded(async { Ok(((), db::delete_app(&self.inner.pool, id).await?)) })
+            .await?;
+        self.inner.app_logs.forget(id).await;
         let ids: Vec<DeploymentId> = history.iter().map(|d| d.id).collect();
         self.inner.lifecycle.forget(&ids).await?;
         tracing::info!(app.id = id, "app deleted");
         Ok(())
     }
 
-    /// Queues a deployment of the app; a worker picks it up at once if one is free.
+    /// Queues a deployment of the app's branch; a worker picks it up at once if one is free.
     pub async fn deploy(&self, app_id: AppId) -> Result<Deployment> {
+        self.deploy_commit(app_id, None).await
+    }
+
+    /// Queues a deployment that builds exactly `commit` (a full SHA), or the branch's head.
+    pub async fn deploy_commit(&self, app_id: AppId, commit: Option<&str>) -> Result<Deployment> {
+        let commit = commit.map(protocol::validate::commit).transpose()?;
         db::app(&self.inner.pool, app_id).await?;
-        self.inner.lifecycle.queue(app_id, None).await
+        self.inner
+            .lifecycle
+            .queue(app_id, None, commit.as_deref())
+            .await
+    }
+
+    /// A new webhook secret for the app; the previous one stops working. Answers it with
+    /// the URL forges post to (`<public URL>/api/hooks/<app id>`).
+    pub async fn rotate_webhook(&self, app_id: AppId) -> Result<protocol::Webhook> {
+        db::app(&self.inner.pool, app_id).await?;
+        let secret = auth::random_hex();
+        db::set_webhook_secret(&self.inner.pool, app_id, &secret).await?;
+        tracing::info!(app.id = app_id, "webhook secret rotated");
+        Ok(protocol::Webhook {
+            url: self.webhook_url(app_id),
+            secret,
+        })
+    }
+
+    /// Where forges post the app's pushes.
+    pub fn webhook_url(&self, app_id: AppId) -> String {
+        let base = match &self.inner.config.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.inner.config.addr),
+        };
+        format!("{base}/api/hooks/{app_id}")
+    }
+
+    /// The app's webhook secret, to check a delivery's signature (`None`: no webhook).
+    pub async fn webhook_secret(&self, app_id: AppId) -> Result<Option<String>> {
+        db::webhook_secret(&self.inner.pool, app_id).await
+    }
+
+    /// A delivery whose signature checked out: a push to the app's branch deploys exactly
+    /// the pushed commit; anything else is recorded with why it was ignored. The same
+    /// delivery id again answers what the first did and queues nothing.
+    pub async fn receive_hook(&self, app_id: AppId, hook: Hook) -> Result<protocol::Delivery> {
+        let pool = &self.inner.pool;
+        if let Some(earlier) =
+            db::begin_delivery(pool, app_id, &hook.delivery, &hook.forge, &hook.event).await?
+        {
+            return Ok(earlier);
+        }
+        let app = db::app(pool, app_id).await?;
+        let outcome = match hook.push {
+            Push::Ignore(why) => Err(why),
+            Push::Branch { branch, .. } if branch != app.branch => Err(format!(
+                "a push to branch {branch}, not to the app's branch {}",
+                app.branch
+            )),
+            Push::Branch { commit, .. } => Ok(commit),
+        };
+        let delivery = match outcome {
+            Ok(commit) => match self.deploy_commit(app_id, Some(&commit)).await {
+                Ok(deployment) => {
+                    db::finish_delivery(pool, app_id, &hook.delivery, Some(deployment.id), None)
+                        .await?
+                }
+                Err(e) => {
+                    let why = format!("not deployed: {}", e.public_message());
+                    db::finish_delivery(pool, app_id, &hook.delivery, None, Some(&why)).await?;
+                    return Err(e);
+                }
+            },
+            Err(why) => db::finish_delivery(pool, app_id, &hook.delivery, None, Some(&why)).await?,
+        };
+        tracing::info!(app.id = app_id, forge = %hook.forge, delivery = %hook.delivery, deployment.id = ?delivery.deployment_id, ignored = ?delivery.ignored, "webhook delivery");
+        Ok(delivery)
+    }
+
+    /// The app's recent webhook deliveries, newest first.
+    pub async fn deliveries(&self, app_id: AppId) -> Result<Vec<protocol::Delivery>> {
+        db::app(&self.inner.pool, app_id).await?;
+        db::deliveries(&self.inner.pool, app_id, 20).await
     }
 
     /// Deploys again the image an earlier successful deployment built: no clone, no build
@@ -327,7 +458,63 @@ impl Engine {
             image: &image,
             commit: source.commit.as_deref(),
         };
-        self.inner.lifecycle.queue(source.app_id, Some(reuse)).await
+        self.inner
+            .lifecycle
+            .queue(source.app_id, Some(reuse), None)
+            .await
+    }
+
+    /// Starts again the image of one of the app's last successful deployments (by default
+    /// the one before the current), with no clone and no build.
+    pub async fn rollback(&self, app_id: AppId, to: Option<DeploymentId>) -> Result<Deployment> {
+        db::app(&self.inner.pool, app_id).await?;
+        let history = db::deployments_of_app(&self.inner.pool, app_id, i64::MAX).await?;
+        let kept = kept_images(&history);
+        let target = match to {
+            Some(id) => {
+                let target = db::deployment(&self.inner.pool, id).await?.api;
+                if target.app_id != app_id {
+                    return Err(Conflict::OtherApp {
+                        deployment: id,
+                        app: target.app_id,
+                        requested: app_id,
+                    }
+                    .into());
+                }
+                if target.status != Status::Success {
+                    return Err(Conflict::NotRedeployable(id).into());
+                }
+                if !target
+                    .image
+                    .as_ref()
+                    .is_some_and(|image| kept.contains(image))
+                {
+                    return Err(Conflict::ImageNotKept(id).into());
+                }
+                target
+            }
+            None => {
+                // The newest success serves now; the one before it is where to go back.
+                let current = kept.first();
+                history
+                    .iter()
+                    .find(|d| {
+                        d.status == Status::Success
+                            && d.image.is_some()
+                            && d.image.as_ref() != current
+                    })
+                    .cloned()
+                    .ok_or(Conflict::NothingToRollBackTo(app_id))?
+            }
+        };
+        let image = target.image.clone().unwrap_or_default();
+        let reuse = db::Reuse {
+            from: target.id,
+            image: &image,
+            commit: target.commit.as_deref(),
+        };
+        tracing::info!(app.id = app_id, deployment.id = target.id, "rollback");
+        self.inner.lifecycle.queue(app_id, Some(reuse), None).await
     }
 
     pub async fn deployment(&self, id: DeploymentId) -> Result<Deployment> {
@@ -375,6 +562,104 @@ impl Engine {
         Ok(store.read(id, count.saturating_sub(n) + 1, count).await?)
     }
 
+    /// A viewer of the app's runtime log, after line `since` (from the oldest kept line if
+    /// `since` is older).
+    pub async fn watch_app(&self, app: AppId, since: Seq) -> Result<AppLogWatcher> {
+        db::app(&self.inner.pool, app).await?;
+        let status = match db::deployments_of_app(&self.inner.pool, app, 1).await?.pop() {
+            Some(current) => current.status_data(),
+            None => protocol::StatusData::new(0, Status::Pending, 0, String::new(), None, None),
+        };
+        let log = self.inner.app_logs.log(app).await?;
+        Ok(AppLogWatcher::new(log, status, since))
+    }
+
+    /// The app's kept runtime lines `from..=to` (at most 5,000), and its newest seq.
+    pub async fn app_log_lines(&self, app: AppId, from: Seq, to: Seq) -> Result<LogPage> {
+        db::app(&self.inner.pool, app).await?;
+        let log = self.inner.app_logs.log(app).await?;
+        let total = log.last_seq();
+        let to = to.min(total).min(from.saturating_add(4_999));
+        let lines = tokio::task::spawn_blocking(move || log.read_blocking(from, to))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        Ok(LogPage { total, lines })
+    }
+
+    /// A viewer of the event feed after `since` (`None`: from now on).
+    pub fn watch_events(&self, since: Option<u64>) -> Result<feed::FeedWatcher> {
+        self.inner
+            .lifecycle
+            .feed()
+            .watch(since)
+            .map_err(|gone| EngineError::Gone {
+                since: since.unwrap_or(0),
+                oldest: gone.oldest,
+            })
+    }
+
+    /// The newest event's id: a page rendered now resumes the feed from it.
+    pub fn last_event(&self) -> u64 {
+        self.inner.lifecycle.feed().last_id()
+    }
+
+    /// `POST /api/notifications`: a new outgoing notification and its secret.
+    pub async fn create_notification(
+        &self,
+        new: protocol::NewNotification,
+    ) -> Result<protocol::CreatedNotification> {
+        let url = protocol::validate::notification_url(&new.url)?;
+        let events = protocol::validate::notification_events(&new.events)?;
+        let secret = auth::random_hex();
+        let created =
+            db::insert_notification(&self.inner.pool, &url, &events, new.format, &secret).await?;
+        tracing::info!(notification.id = created.id, "notification created");
+        Ok(protocol::CreatedNotification {
+            id: created.id,
+            secret,
+        })
+    }
+
+    pub async fn notifications(&self) -> Result<Vec<protocol::Notification>> {
+        db::notifications(&self.inner.pool).await
+    }
+
+    pub async fn delete_notification(&self, id: i64) -> Result<()> {
+        if db::delete_notification(&self.inner.pool, id).await? {
+            Ok(())
+        } else {
+            Err(Missing::Notification(id).into())
+        }
+    }
+
+    /// The app's newest `n` kept runtime lines, and the oldest seq it still keeps.
+    pub async fn app_log_tail(&self, app: AppId, n: Seq) -> Result<(Seq, Vec<LogLine>)> {
+        db::app(&self.inner.pool, app).await?;
+        let log = self.inner.app_logs.log(app).await?;
+        let (first, last) = (log.first_seq(), log.last_seq());
+        let from = last.saturating_sub(n.saturating_sub(1)).max(first);
+        let lines = tokio::task::spawn_blocking(move || log.read_blocking(from, last))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        Ok((first, lines))
+    }
+
+    /// The app's kept runtime lines as text, oldest first.
+    pub async fn app_log_text(&self, app: AppId) -> Result<Vec<u8>> {
+        db::app(&self.inner.pool, app).await?;
+        let log = self.inner.app_logs.log(app).await?;
+        let (first, last) = (log.first_seq(), log.last_seq());
+        let lines = tokio::task::spawn_blocking(move || log.read_blocking(first, last))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        Ok(lines.into_iter().flat_map(|l| l.line.into_bytes()).collect())
+    }
+
+    /// `GET /metrics` in the Prometheus text format; `viewers` are the open monitors.
+    pub async fn metrics(&self, viewers: u64) -> Result<String> {
+        self.inner.lifecycle.metrics(viewers).await
+    }
+
     /// A viewer of deployment `id` that starts after line `since`.
     pub async fn watch(&self, id: DeploymentId, since: Seq) -> Result<Watcher> {
         self.inner.lifecycle.watch(id, since).await
@@ -384,6 +669,42 @@ impl Engine {
     pub async fn cancel(&self, id: DeploymentId) -> Result<Deployment> {
         self.inner.lifecycle.cancel(id).await
     }
+}
+
+/// A webhook delivery, its signature checked, as the HTTP edge read it from a forge.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub forge: String,
+    pub event: String,
+    /// The forge's delivery id: the same one twice queues nothing new.
+    pub delivery: String,
+    pub push: Push,
+}
+
+/// What a delivery asks for.
+#[derive(Debug, Clone)]
+pub enum Push {
+    /// A push to a branch: deploy `commit` if it is the app's branch.
+    Branch { branch: String, commit: String },
+    /// A ping, a tag, a deleted branch, another event: why nothing is deployed.
+    Ignore(String),
+}
+
+/// The images of an app's last `KEPT_IMAGES` successful deployments, newest first (a
+/// redeploy shares its image with the deployment that built it).
+pub(crate) fn kept_images(history: &[Deployment]) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    for deployment in history.iter().filter(|d| d.status == Status::Success) {
+        if let Some(image) = &deployment.image
+            && !kept.contains(image)
+        {
+            kept.push(image.clone());
+            if kept.len() == KEPT_IMAGES {
+                break;
+            }
+        }
+    }
+    kept
 }
 
 /// An app's route: its host names, and its serving container's loopback port.

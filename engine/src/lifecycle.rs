@@ -11,8 +11,9 @@ use crate::bus::{DeploymentStream, EventBus, Lookup};
 use crate::db::{self, Artifacts, Change, DeploymentRecord, Pool};
 use crate::error::{Conflict, EngineError, Result};
 use crate::logstore::{LogStore, LogWriter};
+use crate::feed::EventFeed;
 use crate::watch::Watcher;
-use protocol::{AppId, Deployment, DeploymentId, LogLine, Plan, Seq, Status};
+use protocol::{AppId, Deployment, DeploymentId, FeedEvent, LogLine, Plan, Seq, Status};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,11 +29,16 @@ pub(crate) struct Lifecycle {
     pool: Pool,
     store: LogStore,
     bus: EventBus,
+    metrics: crate::metrics::Metrics,
     /// Wakes idle workers when a deployment is queued or an app becomes free.
     wake: Notify,
     /// The cancellation token of each deployment a worker of this process runs. A std
     /// mutex: held for a map operation, never across an await.
     running: Mutex<HashMap<DeploymentId, CancellationToken>>,
+    /// The event feed: deployments created and changing status, apps changing.
+    feed: Arc<EventFeed>,
+    /// Wakes the notifier when a deployment ends (its notifications are in the outbox).
+    notify: Arc<Notify>,
 }
 
 /// How a run ends when it does not succeed.
@@ -44,18 +50,49 @@ pub(crate) enum Ending {
 }
 
 impl Lifecycle {
-    pub(crate) fn new(pool: Pool, store: LogStore) -> Lifecycle {
+    pub(crate) fn new(pool: Pool, store: LogStore, feed: Arc<EventFeed>) -> Lifecycle {
         Lifecycle {
             pool,
             store,
             bus: EventBus::default(),
+            metrics: crate::metrics::Metrics::default(),
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            feed,
+            notify: Arc::new(Notify::new()),
         }
+    }
+
+    pub(crate) fn feed(&self) -> &Arc<EventFeed> {
+        &self.feed
+    }
+
+    /// What wakes the notifier.
+    pub(crate) fn notifications(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// Runs a change that writes events of the feed, then publishes them, in order.
+    pub(crate) async fn recorded<T>(
+        &self,
+        change: impl std::future::Future<Output = Result<(T, Option<FeedEvent>)>>,
+    ) -> Result<T> {
+        let _order = self.feed.order().await;
+        let (value, event) = change.await?;
+        if let Some(event) = event {
+            self.feed.publish(&event);
+        }
+        Ok(value)
     }
 
     pub(crate) fn store(&self) -> &LogStore {
         &self.store
+    }
+
+    /// `GET /metrics`: the counters, with the queue's depth and `viewers` as of now.
+    pub(crate) async fn metrics(&self, viewers: u64) -> Result<String> {
+        let queued = db::count_in(&self.pool, Status::Pending).await?;
+        Ok(self.metrics.encode(queued, viewers))
     }
 
     /// A future that resolves at the next wake-up (a deployment queued or ended). Enable
@@ -69,8 +106,15 @@ impl Lifecycle {
         &self,
         app_id: AppId,
         reuse: Option<db::Reuse<'_>>,
+        commit: Option<&str>,
     ) -> Result<Deployment> {
-        let record = db::insert_deployment(&self.pool, app_id, reuse).await?;
+        let record = self
+            .recorded(async {
+                let (record, event) =
+                    db::insert_deployment(&self.pool, app_id, reuse, commit).await?;
+                Ok((record, Some(event)))
+            })
+            .await?;
         self.stream(&record.api, 0);
         self.wake.notify_waiters();
         tracing::info!(
@@ -106,6 +150,13 @@ impl Lifecycle {
             };
             let token = shutdown.child_token();
             self.running_map().insert(id, token.clone());
+            if let Some(waited) =
+                record.api.started_at.as_deref().and_then(|started| {
+                    crate::time::seconds_between(&record.api.created_at, started)
+                })
+            {
+                self.metrics.stage(Status::Pending, waited);
+            }
             tracing::info!(deployment.id = id, app.id = record.api.app_id, %first, "deployment claimed");
             return match self.store.writer(id).await {
                 Ok(log) => {
@@ -118,6 +169,7 @@ impl Lifecycle {
                         log: Arc::new(Mutex::new(log)),
                         token,
                         activity: Arc::new(Activity::new()),
+                        entered: Instant::now(),
                         ended: false,
                     }))
                 }
@@ -147,8 +199,21 @@ impl Lifecycle {
         if !(progress_only || from.can_transition_to(to)) {
             return Err(Conflict::Transition { id, from, to }.into());
         }
-        let record = db::transition(&self.pool, id, from, to, change).await?;
+        // A status change writes an event of the feed: held in order until published.
+        let _order = if to != from {
+            Some(self.feed.order().await)
+        } else {
+            None
+        };
+        let (record, event) = db::transition(&self.pool, id, from, to, change).await?;
+        if let Some(event) = event {
+            self.feed.publish(&event);
+        }
         let data = record.api.status_data();
+        if to.is_terminal() {
+            self.metrics.ended(to);
+            self.notify.notify_one();
+        }
         if to.is_terminal() {
             self.bus.finish(data);
             // The app is free for its next deployment.
@@ -260,6 +325,16 @@ impl Lifecycle {
         db::app(&self.pool, id).await
     }
 
+    /// An app's deployments, newest first.
+    pub(crate) async fn history(&self, app: AppId) -> Result<Vec<Deployment>> {
+        db::deployments_of_app(&self.pool, app, i64::MAX).await
+    }
+
+    /// The deployment's image was removed.
+    pub(crate) async fn forget_image(&self, id: DeploymentId) -> Result<()> {
+        db::forget_image(&self.pool, id).await
+    }
+
     /// Deployments a previous run of this process left mid-flight.
     pub(crate) async fn interrupted(&self) -> Result<Vec<DeploymentRecord>> {
         db::deployments_in(
@@ -306,6 +381,8 @@ pub(crate) struct Run {
     log: Arc<Mutex<LogWriter>>,
     token: CancellationToken,
     activity: Arc<Activity>,
+    /// When the current stage began, for the stage durations of `/metrics`.
+    entered: Instant,
     ended: bool,
 }
 
@@ -338,6 +415,7 @@ impl Run {
         if lines.is_empty() {
             return Ok(());
         }
+        let count = lines.len();
         let (log, stream) = (self.log.clone(), self.stream.clone());
         tokio::task::spawn_blocking(move || {
             let mut writer = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -347,8 +425,17 @@ impl Run {
         })
         .await
         .map_err(std::io::Error::other)??;
+        self.lifecycle.metrics.lines(count);
         self.activity.touch();
         Ok(())
+    }
+
+    /// The current stage ended: its duration goes to `/metrics`.
+    fn stage_ended(&mut self) {
+        self.lifecycle
+            .metrics
+            .stage(self.record.status, self.entered.elapsed().as_secs_f64());
+        self.entered = Instant::now();
     }
 
     /// A line of Slipway's own.
@@ -363,6 +450,7 @@ impl Run {
         if next.is_terminal() || self.plan.next(from) != Some(next) {
             return Err(Conflict::Transition { id, from, to: next }.into());
         }
+        self.stage_ended();
         self.record = self
             .lifecycle
             .commit(id, from, next, Change::default())
@@ -426,6 +514,7 @@ impl Run {
             }
             .into());
         }
+        self.stage_ended();
         self.record = self
             .lifecycle
             .commit(id, from, Status::Success, Change::default())
@@ -445,6 +534,7 @@ impl Run {
         if let Err(e) = self.say(&line).await {
             tracing::warn!(deployment.id = self.record.id, error = %e, "could not log the end of the deployment");
         }
+        self.stage_ended();
         let record = match ending {
             Ending::Failed(reason) => self.lifecycle.fail(self.record.id, stage, reason).await?,
             Ending::Cancelled => {

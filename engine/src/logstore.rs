@@ -109,6 +109,37 @@ impl LogStore {
         .await
     }
 
+    /// A writer, on the calling thread: for the blocking pool only.
+    pub fn writer_blocking(&self, id: DeploymentId) -> io::Result<LogWriter> {
+        LogWriter::open(&self.log_path(id), &self.idx_path(id))
+    }
+
+    /// Lines and bytes of the log of `id`, on the calling thread.
+    pub fn size_blocking(&self, id: DeploymentId) -> io::Result<(Seq, u64)> {
+        let lines = match std::fs::metadata(self.idx_path(id)) {
+            Ok(meta) => meta.len() / RECORD,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok((lines, indexed_end(&self.idx_path(id))?.unwrap_or(0)))
+    }
+
+    /// Lines `from..=to`, on the calling thread.
+    pub fn read_blocking(&self, id: DeploymentId, from: Seq, to: Seq) -> io::Result<Vec<LogLine>> {
+        read_range(&self.log_path(id), &self.idx_path(id), from.max(1), to)
+    }
+
+    /// Removes the log of `id`, on the calling thread.
+    pub fn remove_blocking(&self, id: DeploymentId) -> io::Result<()> {
+        for path in [self.log_path(id), self.idx_path(id)] {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     pub async fn remove(&self, id: DeploymentId) -> io::Result<()> {
         for path in [self.log_path(id), self.idx_path(id)] {
             match tokio::fs::remove_file(path).await {
@@ -187,6 +218,7 @@ fn read_range(log: &Path, idx: &Path, from: Seq, to: Seq) -> io::Result<Vec<LogL
             seq: from + n as Seq,
             line: String::from_utf8_lossy(slice).into_owned(),
             timestamp: crate::time::from_millis(ms),
+            stream: None,
         });
         at = line_end;
     }
@@ -285,6 +317,7 @@ impl LogWriter {
                 seq: first + n as Seq,
                 line,
                 timestamp: timestamp.clone(),
+                stream: None,
             })
             .collect())
     }

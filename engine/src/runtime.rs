@@ -55,6 +55,50 @@ impl Default for Limits {
     }
 }
 
+/// Which of a container's outputs a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+
+    /// The byte a stored runtime line starts with.
+    pub fn marker(self) -> char {
+        match self {
+            OutputStream::Stdout => 'o',
+            OutputStream::Stderr => 'e',
+        }
+    }
+
+    /// A stored line: its stream and its text.
+    pub fn split(stored: &str) -> (OutputStream, &str) {
+        match stored.strip_prefix('e') {
+            Some(text) => (OutputStream::Stderr, text),
+            None => (
+                OutputStream::Stdout,
+                stored.strip_prefix('o').unwrap_or(stored),
+            ),
+        }
+    }
+}
+
+/// A piece of a running container's output.
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    pub stream: OutputStream,
+    /// When the engine received it (RFC 3339 with nanoseconds).
+    pub timestamp: String,
+    pub text: Vec<u8>,
+}
+
 /// Something the runtime tells the engine without being asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeEvent {
@@ -91,6 +135,11 @@ pub trait Runtime: Send + Sync + 'static {
         &'a self,
         container: &'a str,
     ) -> BoxFuture<'a, Result<ContainerState, RuntimeError>>;
+    /// The container serves now: restart it whenever it stops (or the engine restarts)
+    /// until it is removed; Slipway then points the edge at the container's new port.
+    fn keep_running<'a>(&'a self, _container: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// The container's last `lines` lines of output.
     fn tail<'a>(
         &'a self,
@@ -125,6 +174,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// Removes the network `name`; a missing one is not an error.
     fn remove_network<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async { Ok(()) })
+    }
+    /// A running container's output from now on (after `since`, an engine timestamp, when
+    /// given), until the container stops or the engine goes away.
+    fn follow_logs(
+        &self,
+        _container: &str,
+        _since: Option<String>,
+    ) -> futures_util::stream::BoxStream<'static, Result<LogChunk, RuntimeError>> {
+        Box::pin(futures_util::stream::empty())
     }
     /// Events about the containers labelled `slipway.instance=<instance>`, for as long as
     /// the engine is up; reconnects are reported as `Connected`.
@@ -372,10 +430,11 @@ pub mod docker {
                         cap_add: Some(KEPT_CAPABILITIES.iter().map(|c| (*c).into()).collect()),
                         security_opt: Some(vec!["no-new-privileges".into()]),
                         network_mode: spec.network.clone(),
-                        // The engine brings the app back after its own restart; Slipway
-                        // then points the edge at the container's new port.
+                        // Not restarted while its health is checked: a container that
+                        // exits then is reported with its exit code. `keep_running` sets
+                        // `unless-stopped` once it serves.
                         restart_policy: Some(RestartPolicy {
-                            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                            name: Some(RestartPolicyNameEnum::NO),
                             maximum_retry_count: None,
                         }),
                         ..Default::default()
@@ -462,6 +521,25 @@ pub mod docker {
             Box::pin(async_stream_events(runtime, label))
         }
 
+        fn keep_running<'a>(
+            &'a self,
+            container: &'a str,
+        ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move {
+                let update = bollard::models::ContainerUpdateBody {
+                    restart_policy: Some(RestartPolicy {
+                        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                        maximum_retry_count: None,
+                    }),
+                    ..Default::default()
+                };
+                self.docker
+                    .update_container(container, update)
+                    .await
+                    .map_err(|e| self.error(e))
+            })
+        }
+
         fn state<'a>(
             &'a self,
             container: &'a str,
@@ -508,6 +586,53 @@ pub mod docker {
                 }
                 Ok(text)
             })
+        }
+
+        fn follow_logs(
+            &self,
+            container: &str,
+            since: Option<String>,
+        ) -> futures_util::stream::BoxStream<'static, Result<LogChunk, RuntimeError>> {
+            let mut options = LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .follow(true)
+                .timestamps(true);
+            // The engine takes whole seconds: the caller skips what it has seen in the
+            // second it asked from.
+            if let Some(seconds) = since
+                .as_deref()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .and_then(|at| i32::try_from(at.timestamp()).ok())
+            {
+                options = options.since(seconds);
+            }
+            let runtime = self.clone();
+            let output = self.docker.logs(container, Some(options.build()));
+            Box::pin(output.filter_map(move |chunk| {
+                let runtime = runtime.clone();
+                async move {
+                    let (stream, bytes) = match chunk {
+                        Ok(bollard::container::LogOutput::StdOut { message }) => {
+                            (OutputStream::Stdout, message)
+                        }
+                        Ok(bollard::container::LogOutput::StdErr { message }) => {
+                            (OutputStream::Stderr, message)
+                        }
+                        Ok(_) => return None,
+                        Err(e) => return Some(Err(runtime.error(e))),
+                    };
+                    // With timestamps, every frame starts with the engine's RFC 3339
+                    // time and a space.
+                    let space = bytes.iter().position(|b| *b == b' ')?;
+                    let timestamp = String::from_utf8_lossy(&bytes[..space]).into_owned();
+                    Some(Ok(LogChunk {
+                        stream,
+                        timestamp,
+                        text: bytes[space + 1..].to_vec(),
+                    }))
+                }
+            }))
         }
 
         fn remove<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {

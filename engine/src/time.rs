@@ -16,11 +16,46 @@ pub fn from_millis(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The timestamp `wait` from now.
+pub fn after(wait: std::time::Duration) -> String {
+    let now = Utc::now();
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| now.checked_add_signed(wait))
+        .map_or_else(|| format(DateTime::<Utc>::MAX_UTC), format)
+}
+
+/// Milliseconds from now until a timestamp of ours (negative when it is past; 0 when it
+/// cannot be read).
+pub fn millis_until(at: &str) -> i64 {
+    DateTime::parse_from_rfc3339(at)
+        .map(|at| (at.with_timezone(&Utc) - Utc::now()).num_milliseconds())
+        .unwrap_or(0)
+}
+
 /// Seconds between two timestamps of ours, to the millisecond.
 pub fn seconds_between(start: &str, end: &str) -> Option<f64> {
     let start = DateTime::parse_from_rfc3339(start).ok()?;
     let end = DateTime::parse_from_rfc3339(end).ok()?;
     Some((end - start).num_milliseconds() as f64 / 1000.0)
+}
+
+/// Whether timestamp `a` is later than `b` (both RFC 3339, any precision); unreadable
+/// ones count as later, so nothing is skipped on their account.
+pub fn is_after(a: &str, b: &str) -> bool {
+    match (
+        DateTime::parse_from_rfc3339(a),
+        DateTime::parse_from_rfc3339(b),
+    ) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => true,
+    }
+}
+
+/// An RFC 3339 timestamp as Unix seconds with a fraction (`1764500000.123456789`).
+pub fn unix_seconds(at: &str) -> Option<String> {
+    let at = DateTime::parse_from_rfc3339(at).ok()?;
+    Some(format!("{}.{:09}", at.timestamp(), at.timestamp_subsec_nanos()))
 }
 
 #[cfg(test)]

@@ -39,6 +39,42 @@ pub struct Watcher {
     done: bool,
 }
 
+/// What a socket sends: a deployment's monitor ([`Watcher`]) or an app's runtime log
+/// ([`crate::AppLogWatcher`]).
+pub trait Feed: Send {
+    /// The next message, waiting for it, or how the feed ended.
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Outgoing, WatchEnd>> + Send;
+    /// The next message if one is ready now: lets the socket write a burst with one flush.
+    fn next_ready(&mut self) -> Option<Outgoing>;
+}
+
+impl Feed for Watcher {
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Outgoing, WatchEnd>> + Send {
+        Watcher::next(self)
+    }
+    fn next_ready(&mut self) -> Option<Outgoing> {
+        Watcher::next_ready(self)
+    }
+}
+
+impl Feed for crate::AppLogWatcher {
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Outgoing, WatchEnd>> + Send {
+        crate::AppLogWatcher::next(self)
+    }
+    fn next_ready(&mut self) -> Option<Outgoing> {
+        crate::AppLogWatcher::next_ready(self)
+    }
+}
+
+impl Feed for crate::FeedWatcher {
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Outgoing, WatchEnd>> + Send {
+        crate::FeedWatcher::next(self)
+    }
+    fn next_ready(&mut self) -> Option<Outgoing> {
+        crate::FeedWatcher::next_ready(self)
+    }
+}
+
 pub enum WatchEnd {
     /// The terminal status was sent.
     Finished,

@@ -54,6 +54,8 @@ pub(crate) struct WorkerContext {
     pub http: reqwest::Client,
     /// The edge, when it is on: a healthy new container gets the app's traffic through it.
     pub edge: Option<Arc<crate::edge::Edge>>,
+    /// Runtime logs: the serving container's output goes there.
+    pub app_logs: Option<Arc<crate::app_logs::AppLogs>>,
 }
 
 /// The workers' part of the configuration.
@@ -371,6 +373,10 @@ impl Pipeline<'_> {
         }
         self.health_check(run, &started.id, started.host_port)
             .await?;
+        cx.runtime
+            .keep_running(&started.id)
+            .await
+            .map_err(Failure::Runtime)?;
 
         // Hand over: the edge sends the app's traffic to the new container, then the old
         // one finishes what it was doing, and only then is it stopped.
@@ -392,6 +398,13 @@ impl Pipeline<'_> {
         run.serve(&started.id, url.as_deref(), public_url.as_deref())
             .await?;
         self.new_container = None;
+        if let Some(logs) = &cx.app_logs {
+            let note = format!(
+                "now serving container {} of deployment #{id}",
+                short(&started.id)
+            );
+            logs.follow(app.id, &started.id, Some(note)).await;
+        }
         if let (Some(edge), Some(previous_upstream)) =
             (&cx.edge, upstream_of(serving.url.as_deref()))
             && previous.is_some()
@@ -427,6 +440,9 @@ impl Pipeline<'_> {
         })
         .await?;
         run.succeed().await?;
+        if let Err(e) = prune_images(cx, app.id).await {
+            tracing::warn!(app.id = app.id, error = %e, "could not remove old images");
+        }
         Ok(())
     }
 
@@ -448,13 +464,26 @@ impl Pipeline<'_> {
         let fetch = cx.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
         let (checkout, pumped) = tokio::join!(fetch, pump(run, rx, false));
         pumped?;
-        let checkout = checkout.map_err(|e| match e {
+        let clone_failure = |e| match e {
             SourceError::CloneFailed(reason) => Failure::Clone {
                 url: app.repo_url.clone(),
                 reason,
             },
             other => Failure::Source(other),
-        })?;
+        };
+        let mut checkout = checkout.map_err(clone_failure)?;
+        // A deployment of one commit (a webhook's push): exactly that one, even if the
+        // branch has moved on since.
+        if let Some(wanted) = run.deployment().commit.clone()
+            && checkout.commit != wanted
+        {
+            run.say(format!("Fetching commit {wanted}")).await?;
+            checkout.commit = cx
+                .source
+                .checkout(&workdir, &wanted)
+                .await
+                .map_err(clone_failure)?;
+        }
         run.record(Artifacts {
             commit: Some(&checkout.commit),
             ..Artifacts::default()
@@ -599,6 +628,25 @@ impl Pipeline<'_> {
             tail: tail.trim_end().to_owned(),
         }
     }
+}
+
+/// Removes the images of an app's ended deployments but those of its last
+/// `KEPT_IMAGES` successes (kept for rollbacks); a removed image can no longer be started.
+async fn prune_images(cx: &WorkerContext, app: protocol::AppId) -> Result<(), EngineError> {
+    let history = cx.lifecycle.history(app).await?;
+    let kept = crate::kept_images(&history);
+    for deployment in history.iter().filter(|d| d.status.is_terminal()) {
+        if let Some(image) = &deployment.image
+            && !kept.contains(image)
+        {
+            if let Err(e) = cx.runtime.remove_image(image).await {
+                tracing::warn!(deployment.id = deployment.id, error = %e, "could not remove an old image");
+                continue;
+            }
+            cx.lifecycle.forget_image(deployment.id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The progress a Dockerfile's `Step k/n` line means: from 50 towards 80.

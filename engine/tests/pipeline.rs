@@ -21,6 +21,7 @@ struct FakeRuntime {
     block: bool,
     building: Arc<Notify>,
     removed: Arc<AtomicBool>,
+    images_removed: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FakeRuntime {
@@ -30,6 +31,7 @@ impl FakeRuntime {
             block,
             building: Arc::new(Notify::new()),
             removed: Arc::new(AtomicBool::new(false)),
+            images_removed: Arc::default(),
         }
     }
 }
@@ -71,7 +73,11 @@ impl Runtime for FakeRuntime {
         self.removed.store(true, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }
-    fn remove_image<'a>(&'a self, _i: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        self.images_removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(image.to_owned());
         Box::pin(async { Ok(()) })
     }
 }
@@ -589,5 +595,80 @@ async fn a_redeploy_reuses_the_image_without_building() {
         matches!(refused, Err(engine::EngineError::Conflict(_))),
         "{refused:?}"
     );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollbacks_start_kept_images_and_only_five_are_kept() {
+    let dir = temp_dir("rollback");
+    let runtime = Arc::new(FakeRuntime::new(2, false));
+    let removed = runtime.images_removed.clone();
+    let engine = start(&dir, runtime, 1).await;
+    let app = new_app(&engine, &dir).await;
+    // Nothing to go back to yet.
+    assert!(matches!(
+        engine.rollback(app, None).await,
+        Err(engine::EngineError::Conflict(
+            engine::Conflict::NothingToRollBackTo(_)
+        ))
+    ));
+    let mut built = Vec::new();
+    for _ in 0..7 {
+        let d = engine.deploy(app).await.unwrap();
+        assert_eq!(final_status(&engine, d.id).await.status, Status::Success);
+        built.push(engine.deployment(d.id).await.unwrap());
+    }
+    // The two oldest images were removed, the last five kept (pruned right after each
+    // success is committed, so the last prune may still be running).
+    let started = std::time::Instant::now();
+    while removed.lock().unwrap_or_else(|p| p.into_inner()).len() < 2
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let removed = removed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let oldest: Vec<String> = built[..2].iter().filter_map(|d| d.image.clone()).collect();
+    assert_eq!(removed, oldest);
+    for old in &built[..2] {
+        assert_eq!(engine.deployment(old.id).await.unwrap().image, None);
+        assert!(matches!(
+            engine.rollback(app, Some(old.id)).await,
+            Err(engine::EngineError::Conflict(
+                engine::Conflict::ImageNotKept(_)
+            ))
+        ));
+    }
+    // By default: the successful deployment before the current one, without a build.
+    let back = engine.rollback(app, None).await.unwrap();
+    assert_eq!(back.image_from, Some(built[5].id));
+    assert_eq!(back.image, built[5].image);
+    let events = drain(engine.watch(back.id, 0).await.unwrap(), None).await;
+    let mut stages = statuses(&events);
+    stages.dedup();
+    stages.retain(|s| *s != Status::Pending);
+    assert_eq!(stages, vec![Status::Deploying, Status::Success]);
+    // To a chosen one of the five.
+    let chosen = engine.rollback(app, Some(built[2].id)).await.unwrap();
+    assert_eq!(chosen.image, built[2].image);
+    assert_eq!(
+        final_status(&engine, chosen.id).await.status,
+        Status::Success
+    );
+    // Not another app's deployment, not a failed one.
+    let other = engine
+        .create_app(NewApp {
+            name: "other".into(),
+            repo_url: repo(&dir.join("other")).display().to_string(),
+            ..NewApp::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    assert!(matches!(
+        engine.rollback(other, Some(built[6].id)).await,
+        Err(engine::EngineError::Conflict(
+            engine::Conflict::OtherApp { .. }
+        ))
+    ));
     engine.shutdown().await;
 }

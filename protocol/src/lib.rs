@@ -12,9 +12,14 @@
 //! This crate needs only serde and anstyle-parse: nothing here may pull in a runtime.
 
 pub mod ansi;
+mod feed;
 mod status;
 pub mod validate;
 
+pub use feed::{
+    AppAction, AppChange, CreatedNotification, DeploymentSummary, FEED_KEPT, FeedEvent, FeedId,
+    NewNotification, Notification, NotificationBody, NotificationFormat,
+};
 pub use status::{Plan, Status};
 
 use serde::{Deserialize, Serialize};
@@ -82,6 +87,9 @@ pub struct LogLine {
     pub line: String,
     /// When the line was written (RFC 3339, UTC, milliseconds).
     pub timestamp: String,
+    /// Runtime logs only: `stdout` or `stderr` (absent in a deployment's log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
 }
 
 /// `GET /api/deployments/{id}/lines?from=A&to=B`: lines `A..=B` as stored, and how many
@@ -133,6 +141,8 @@ pub enum ErrorCode {
     Unprocessable,
     Internal,
     Unavailable,
+    /// The event feed no longer keeps what a client asked to resume from.
+    Gone,
 }
 
 impl ErrorCode {
@@ -147,6 +157,7 @@ impl ErrorCode {
             ErrorCode::Unprocessable => 422,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::Gone => 410,
         }
     }
 
@@ -291,11 +302,36 @@ impl NewApp {
     }
 }
 
-/// The body of `POST /api/deployments`: `appId` (or `app_id`), a positive integer.
+/// The body of `POST /api/deployments`: `appId` (or `app_id`), a positive integer; and
+/// optionally `commit`, the full SHA of the commit to build (default: the branch's head).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewDeployment {
     #[serde(rename = "appId", alias = "app_id")]
     pub app_id: std::num::NonZeroU64,
+    #[serde(default)]
+    pub commit: Option<String>,
+}
+
+/// `POST /api/apps/{id}/webhook`: where forges send pushes, and the secret they sign
+/// with (shown this once; the previous secret stops working).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: String,
+}
+
+/// A webhook delivery and what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The forge's id of the delivery.
+    pub delivery: String,
+    pub forge: String,
+    pub event: String,
+    pub received_at: String,
+    /// The deployment it queued.
+    pub deployment_id: Option<DeploymentId>,
+    /// Or why it queued nothing.
+    pub ignored: Option<String>,
 }
 
 /// Changes to an app's settings (`PATCH /api/apps/{id}`): absent fields stay as they are.
@@ -336,6 +372,15 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The body of `POST /api/apps/{id}/rollback` (it may be empty): the deployment whose
+/// image to start again; by default the successful one before the current.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    #[serde(default)]
+    pub deployment_id: Option<std::num::NonZeroU64>,
 }
 
 /// The body of `POST /api/tokens`.
@@ -420,6 +465,7 @@ mod tests {
                 seq: 17,
                 line: "Step 1/5 : FROM scratch\n".into(),
                 timestamp: "2026-11-28T03:21:08.124Z".into(),
+                stream: None,
             },
         };
         assert_eq!(

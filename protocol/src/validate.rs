@@ -2,7 +2,7 @@
 //! API can answer `422` with a message a person can act on and the dashboard can show it
 //! next to the input.
 
-use crate::NewApp;
+use crate::{NewApp, Status};
 use std::collections::BTreeMap;
 
 /// One rejected field and why.
@@ -133,6 +133,64 @@ pub fn domains(names: &[String]) -> Result<Vec<String>, FieldError> {
         }
     }
     Ok(valid)
+}
+
+/// A commit to build: its full SHA (40 hex digits, or 64 in a SHA-256 repository), so
+/// that exactly that commit is fetched.
+pub fn commit(sha: &str) -> Result<String, FieldError> {
+    let sha = sha.trim().to_ascii_lowercase();
+    if matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(sha)
+    } else {
+        Err(FieldError::new(
+            "commit",
+            "must be a commit's full SHA (40 hexadecimal digits)",
+        ))
+    }
+}
+
+/// Where a notification is sent: an absolute `http` or `https` URL (loopback allowed:
+/// the admin chooses it).
+pub fn notification_url(url: &str) -> Result<String, FieldError> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| FieldError::new("url", "must start with http:// or https://"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(FieldError::new(
+            "url",
+            "must be an http(s) URL with a host, without credentials or spaces",
+        ));
+    }
+    if url.len() > 2048 {
+        return Err(FieldError::new("url", "must be at most 2048 characters"));
+    }
+    Ok(url.to_owned())
+}
+
+/// The statuses a notification is sent for: one or more of success, failed, cancelled.
+pub fn notification_events(events: &[Status]) -> Result<Vec<Status>, FieldError> {
+    if events.is_empty() {
+        return Err(FieldError::new(
+            "events",
+            "must list at least one of success, failed, cancelled",
+        ));
+    }
+    let mut kept: Vec<Status> = Vec::new();
+    for status in events {
+        if !status.is_terminal() {
+            return Err(FieldError::new(
+                "events",
+                format!("{status} is not how a deployment ends: use success, failed or cancelled"),
+            ));
+        }
+        if !kept.contains(status) {
+            kept.push(*status);
+        }
+    }
+    Ok(kept)
 }
 
 pub fn memory_mb(mb: i64) -> Result<u32, FieldError> {

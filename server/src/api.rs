@@ -23,6 +23,10 @@ pub trait Input: DeserializeOwned {
 
 impl Input for NewApp {}
 impl Input for AppChanges {}
+impl Input for protocol::Rollback {
+    const REJECTION: ErrorCode = ErrorCode::BadRequest;
+}
+impl Input for protocol::NewNotification {}
 impl Input for protocol::NewToken {
     const REJECTION: ErrorCode = ErrorCode::BadRequest;
 }
@@ -97,6 +101,21 @@ pub async fn metrics() -> Json<Value> {
     }))
 }
 
+/// `GET /metrics`: the Prometheus series of PROTOCOL.md, in the OpenMetrics text format.
+pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let viewers = crate::monitor::VIEWERS.load(Relaxed) as u64;
+    let text = state.engine.metrics(viewers).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 pub async fn list_apps(State(state): State<AppState>) -> Result<Json<Vec<App>>, ApiError> {
     Ok(Json(state.engine.apps().await?))
 }
@@ -117,6 +136,50 @@ pub async fn update_app(
 ) -> Result<Json<App>, ApiError> {
     let id = parse_id("app id", &id)?;
     Ok(Json(state.engine.update_app(id, changes).await?))
+}
+
+/// `POST /api/apps/{id}/rollback` with `{"deployment_id": N}` or no body: starts that
+/// deployment's image again (by default the successful one before the current).
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Deployment>), ApiError> {
+    let app = parse_id("app id", &id)?;
+    let request: protocol::Rollback = if body.iter().all(u8::is_ascii_whitespace) {
+        protocol::Rollback::default()
+    } else {
+        parse(&body)?
+    };
+    let to = request
+        .deployment_id
+        .map(|id| i64::try_from(id.get()).unwrap_or(i64::MAX));
+    let deployment = state.engine.rollback(app, to).await?;
+    Ok((StatusCode::CREATED, Json(deployment)))
+}
+
+/// `POST /api/apps/{id}/webhook`: a new webhook secret (the old one stops working) and
+/// the URL forges post to.
+pub async fn rotate_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<protocol::Webhook>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .rotate_webhook(parse_id("app id", &id)?)
+            .await?,
+    ))
+}
+
+/// `GET /api/apps/{id}/webhook/deliveries`: the app's recent deliveries and what each did.
+pub async fn deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<protocol::Delivery>>, ApiError> {
+    Ok(Json(
+        state.engine.deliveries(parse_id("app id", &id)?).await?,
+    ))
 }
 
 /// `POST /api/deployments/{id}/redeploy`: deploys that deployment's image again.
@@ -160,7 +223,10 @@ pub async fn create_deployment(
     Body(new): Body<protocol::NewDeployment>,
 ) -> Result<Response, ApiError> {
     let app_id = i64::try_from(new.app_id.get()).unwrap_or(i64::MAX);
-    let deployment = state.engine.deploy(app_id).await?;
+    let deployment = state
+        .engine
+        .deploy_commit(app_id, new.commit.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(deployment)).into_response())
 }
 
@@ -273,5 +339,29 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("token id", &id)?;
     state.engine.auth().revoke_token(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/notifications`: `201` with the id and the secret (shown only once).
+pub async fn create_notification(
+    State(state): State<AppState>,
+    Body(new): Body<protocol::NewNotification>,
+) -> Result<(StatusCode, Json<protocol::CreatedNotification>), ApiError> {
+    let created = state.engine.create_notification(new).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub async fn list_notifications(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<protocol::Notification>>, ApiError> {
+    Ok(Json(state.engine.notifications().await?))
+}
+
+pub async fn delete_notification(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id("notification id", &id)?;
+    state.engine.delete_notification(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

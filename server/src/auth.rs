@@ -118,10 +118,11 @@ fn is_public(path: &str, pkg_dir: &str) -> bool {
     matches!(
         path,
         "/api/health" | "/login" | "/setup" | "/auth/login" | "/auth/setup" | "/favicon.ico"
-    ) || path
-        .strip_prefix('/')
-        .and_then(|p| p.strip_prefix(pkg_dir))
-        .is_some_and(|rest| rest.starts_with('/'))
+    ) || path.starts_with("/api/hooks/")
+        || path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(pkg_dir))
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The value of one cookie.
@@ -182,12 +183,16 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
         return next.run(request).await;
     }
     let access = access(&state, request.method(), request.headers());
-    if path == "/api/deployments/logs" {
-        // The monitor answers refusals with an error event and a 44xx close code.
+    let app_logs = path
+        .strip_prefix("/api/apps/")
+        .and_then(|rest| rest.strip_suffix("/logs"))
+        .is_some_and(|id| !id.contains('/'));
+    if path == "/api/deployments/logs" || path == "/api/events" || app_logs {
+        // The sockets answer refusals with an error event and a 44xx close code.
         request.extensions_mut().insert(access);
         return next.run(request).await;
     }
-    let api = path.starts_with("/api/") || path == "/api";
+    let api = path.starts_with("/api/") || path == "/api" || path == "/metrics";
     // A browser without credentials is sent to sign in; a script that sent a wrong
     // token gets the 401.
     let presented = request.headers().contains_key(AUTHORIZATION);

@@ -3,14 +3,22 @@
 //! - [`api`]: the JSON API of PROTOCOL.md.
 //! - [`auth`]: the gate every request passes, and sign-in.
 //! - [`monitor`]: the deployment monitor WebSocket.
+//! - [`app_logs`]: the runtime logs of an app's running containers (WebSocket or text).
+//! - [`webhooks`]: deploy on git push (`POST /api/hooks/{id}`, signed by the forge).
+//! - [`events`]: the event feed (`GET /api/events`), a WebSocket.
 //! - [`error`]: the JSON error body and the mapping from engine errors.
+//! - [`cli`]: the `slipway` command line: `serve`, and the client commands of PROTOCOL.md.
 //! - [`run`]: serves the API, the monitor and the Leptos dashboard on a listener until
 //!   a shutdown future resolves. `main.rs` and the tests both call it.
 
 pub mod api;
+pub mod app_logs;
 pub mod auth;
+pub mod cli;
 pub mod error;
+pub mod events;
 pub mod monitor;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
@@ -59,6 +67,16 @@ pub fn router(state: AppState) -> Router {
                 .patch(api::update_app),
         )
         .route("/apps/{id}/deployments", get(api::app_deployments))
+        .route("/apps/{id}/rollback", post(api::rollback))
+        .route("/apps/{id}/logs", get(app_logs::app_logs))
+        .route("/apps/{id}/webhook", post(api::rotate_webhook))
+        .route("/apps/{id}/webhook/deliveries", get(api::deliveries))
+        // Signed by forges, not behind a session or token (auth.rs lets it through); a
+        // larger body than the rest of the API.
+        .route(
+            "/hooks/{id}",
+            post(webhooks::receive).layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT)),
+        )
         .route("/deployments", post(api::create_deployment))
         .route("/deployments/logs", get(monitor::monitor))
         .route("/deployments/{id}", get(api::show_deployment))
@@ -67,6 +85,15 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{id}/logs", get(api::deployment_log))
         .route("/deployments/{id}/lines", get(api::deployment_lines))
         .route("/deployments/{id}/search", get(api::search_log))
+        .route("/events", get(events::events))
+        .route(
+            "/notifications",
+            get(api::list_notifications).post(api::create_notification),
+        )
+        .route(
+            "/notifications/{id}",
+            axum::routing::delete(api::delete_notification),
+        )
         .route("/tokens", get(api::list_tokens).post(api::create_token))
         .route("/tokens/{id}", axum::routing::delete(api::revoke_token))
         .fallback(api::not_found)
@@ -84,6 +111,7 @@ pub fn router(state: AppState) -> Router {
     let leptos = state.leptos.clone();
     Router::new()
         .nest("/api", api)
+        .route("/metrics", get(api::prometheus))
         .nest_service(&format!("/{}", state.leptos.site_pkg_dir), pkg)
         .route("/auth/setup", post(auth::setup))
         .route("/auth/login", post(auth::login))

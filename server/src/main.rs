@@ -1,11 +1,28 @@
-//! `slipway`: reads the configuration, starts the engine, serves, shuts down gracefully.
+//! `slipway`: with no command (or `serve`), reads the configuration, starts the engine,
+//! serves and shuts down gracefully; any other command is the client (`server::cli`).
 
 use anyhow::Context;
 use engine::{Config, Engine};
+use server::cli::Invocation;
+use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+fn main() -> ExitCode {
+    match server::cli::parse() {
+        Invocation::Client(command) => server::cli::run(command),
+        Invocation::Serve => match serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:?}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// `slipway serve`: serves until SIGINT or SIGTERM.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),

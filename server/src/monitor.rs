@@ -12,7 +12,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
-use engine::{WatchEnd, Watcher};
+use engine::{Feed, WatchEnd, Watcher};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ErrorCode, Event, Seq};
 use std::collections::HashMap;
@@ -54,14 +54,27 @@ pub async fn monitor(
             "no credentials were checked for this request",
         )),
     };
+    socket(&state, watcher, upgrade, "GET /api/deployments/logs")
+}
+
+/// Upgrades to a WebSocket that sends `feed`, or refuses with an error event and a 44xx
+/// close code; a plain HTTP request gets the error as JSON. `route` names the socket in
+/// the error for a request without the upgrade.
+pub(crate) fn socket<F: Feed + 'static>(
+    state: &AppState,
+    feed: Result<F, ApiError>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    route: &str,
+) -> Response {
+    let watcher = feed;
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(_) => {
             return match watcher {
                 Err(e) => e.into_response(),
-                Ok(_) => ApiError::bad_request(
-                    "GET /api/deployments/logs is a WebSocket: connect with an Upgrade: websocket request",
-                )
+                Ok(_) => ApiError::bad_request(format!(
+                    "{route} is a WebSocket: connect with an Upgrade: websocket request"
+                ))
                 .into_response(),
             };
         }
@@ -97,7 +110,7 @@ async fn open(state: &AppState, query: &HashMap<String, String>) -> Result<Watch
     Ok(state.engine.watch(id, since).await?)
 }
 
-async fn refuse(mut socket: WebSocket, error: ApiError) {
+pub(crate) async fn refuse(mut socket: WebSocket, error: ApiError) {
     let event = Event::Error {
         timestamp: engine::time::now(),
         data: error.body(),
@@ -112,13 +125,13 @@ async fn refuse(mut socket: WebSocket, error: ApiError) {
         .await;
 }
 
-async fn serve(socket: WebSocket, watcher: Watcher, closing: CancellationToken) {
+pub(crate) async fn serve(socket: WebSocket, watcher: impl Feed, closing: CancellationToken) {
     VIEWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     pump(socket, watcher, closing).await;
     VIEWERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-async fn pump(socket: WebSocket, mut watcher: Watcher, closing: CancellationToken) {
+async fn pump(socket: WebSocket, mut watcher: impl Feed, closing: CancellationToken) {
     let (mut tx, mut rx) = socket.split();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut last_heard = Instant::now();

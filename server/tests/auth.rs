@@ -160,6 +160,12 @@ async fn every_route_refuses_without_valid_credentials() {
         ("POST", app::api::Redeploy::PATH),
         ("POST", app::api::UpdateApp::PATH),
         ("POST", app::api::DeploymentUrl::PATH),
+        ("POST", app::api::LogLines::PATH),
+        ("POST", app::api::SearchLog::PATH),
+        ("POST", app::api::Rollback::PATH),
+        ("POST", app::api::RotateWebhook::PATH),
+        ("POST", app::api::GetAppLogs::PATH),
+        ("POST", app::api::AppLogLines::PATH),
     ];
     let api_routes: Vec<(&str, String, Option<String>)> = vec![
         ("GET", "/api/apps".into(), None),
@@ -194,6 +200,13 @@ async fn every_route_refuses_without_valid_credentials() {
         ),
         ("DELETE", format!("/api/tokens/{token_id}"), None),
         ("GET", "/api/metrics".into(), None),
+        ("GET", "/metrics".into(), None),
+        ("GET", format!("/api/deployments/{id}/lines?from=1&to=10"), None),
+        ("GET", format!("/api/deployments/{id}/search?q=guarded"), None),
+        ("POST", format!("/api/apps/{app_id}/rollback"), None),
+        ("POST", format!("/api/apps/{app_id}/webhook"), None),
+        ("GET", format!("/api/apps/{app_id}/webhook/deliveries"), None),
+        ("GET", format!("/api/apps/{app_id}/logs"), None),
         ("GET", "/api/nothing-here".into(), None),
     ];
     let routes: Vec<(&str, String, Option<String>)> = api_routes
@@ -207,6 +220,7 @@ async fn every_route_refuses_without_valid_credentials() {
     let pages = [
         "/".to_owned(),
         format!("/apps/{app_id}"),
+        format!("/apps/{app_id}/logs"),
         format!("/deployments/{id}"),
         "/settings/tokens".to_owned(),
     ];

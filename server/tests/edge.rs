@@ -418,19 +418,30 @@ async fn redeploys_and_a_failed_deploy_under_load_drop_no_request() {
         "{}",
         end.error_message
     );
+    let version_2 = edge.get("busy.localhost", "/").await;
+    // A rollback to the version before, through the same switch.
+    let (_, end) = server
+        .deploy_and_wait(&format!("/api/apps/{id}/rollback"), None)
+        .await;
+    assert_eq!(end.status, Status::Success, "{}", end.error_message);
     let (answered, retried, failures, rate) = load.finish().await;
     println!(
-        "through the edge during 4 switches and 1 failed deployment: {answered} requests answered \
-         ({rate:.0}/s over 8 connections), {retried} retried on a closed keep-alive connection, \
-         {} failed",
+        "through the edge during 5 switches (one a rollback) and 1 failed deployment: \
+         {answered} requests answered ({rate:.0}/s over 8 connections), {retried} retried on a \
+         closed keep-alive connection, {} failed",
         failures.len()
     );
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert!(answered > 100, "the load ran: {answered} requests");
     assert_eq!(
-        edge.get("busy.localhost", "/").await,
+        version_2,
         Ok((200, "version 2\n".to_owned())),
         "after the failed deployment the previous version still answers"
+    );
+    assert_eq!(
+        edge.get("busy.localhost", "/").await,
+        Ok((200, "version 1\n".to_owned())),
+        "rolled back"
     );
     // Exactly one container serves the app.
     let containers = docker(&[

@@ -91,6 +91,7 @@ pub fn AccountMenu() -> impl IntoView {
                     <div class="ml-auto flex items-center gap-3 text-sm">
                         <span class="text-slate-400" data-testid="user">{name}</span>
                         <a href="/settings/tokens" class="text-sky-300 hover:underline">"API tokens"</a>
+                        <a href="/settings/notifications" class="text-sky-300 hover:underline">"Notifications"</a>
                         <form method="post" action="/auth/logout">
                             <button type="submit" class="rounded border border-slate-700 px-2 py-1 text-slate-200 hover:bg-slate-800">
                                 "Sign out"

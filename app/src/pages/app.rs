@@ -4,10 +4,15 @@
 //! are islands.
 
 use super::{
-    BUTTON, ErrorNote, INPUT, StatusBadge, age, error_text, field_error, go_to, precheck, when,
+    BUTTON, ErrorNote, INPUT, SessionEnded, StatusBadge, age, error_text, field_error, live_age,
+    precheck, ticking, when,
 };
-use crate::api::{AppError, Deploy, Redeploy, UpdateApp, get_app};
+use crate::feed::use_event_feed;
+use protocol::{DeploymentSummary, FeedEvent, FeedId, Status};
+use serde::{Deserialize, Serialize};
+use crate::api::{AppError, Deploy, Redeploy, Rollback, RotateWebhook, UpdateApp, get_app};
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::hooks::use_params_map;
 use protocol::{App, DeploymentId};
 
@@ -27,6 +32,11 @@ pub fn AppPage() -> impl IntoView {
                 match data.await {
                     Ok(view) => {
                         let app = view.app;
+                        let view_newest = view
+                            .deployments
+                            .iter()
+                            .find(|d| d.status == protocol::Status::Success && d.image.is_some())
+                            .map(|d| d.id);
                         view! {
                             <div class="flex flex-wrap items-center gap-4">
                                 <h1 class="break-all text-2xl font-semibold">{app.name.clone()}</h1>
@@ -41,38 +51,49 @@ pub fn AppPage() -> impl IntoView {
                                     {app.domains.iter().map(|d| view! { <code class="mr-2 text-slate-300">{d.clone()}</code> }).collect_view()}
                                 </p>
                             })}
+                            <AppTabs app_id=app.id logs=false />
                             // Formatted here, on the server: float formatting stays out of the WebAssembly.
                             <SettingsForm app=app.clone() cpus=app.cpus.to_string() />
-                            <h2 class="mt-8 text-xl font-semibold">"Deployments"</h2>
-                            {if view.deployments.is_empty() {
-                                view! { <p class="mt-2 text-slate-400">"No deployments yet."</p> }.into_any()
-                            } else {
-                                view! {
-                                    <div class="mt-2 overflow-x-auto">
-                                    <table class="w-full text-left text-sm">
+                            <section aria-labelledby="webhook-heading" class="mt-8 max-w-3xl">
+                                <h2 id="webhook-heading" class="text-xl font-semibold">"Deploy on git push"</h2>
+                                <p class="mt-1 text-sm text-slate-400">
+                                    "Add a webhook to the repository on GitHub, Gitea, Forgejo or GitLab (push events, content type JSON) with this URL and secret: a push to "
+                                    <code>{app.branch.clone()}</code>
+                                    " deploys the pushed commit."
+                                </p>
+                                {view.webhook_url.clone().map(|url| view! {
+                                    <p class="mt-2 text-sm">"Webhook URL: " <code data-testid="webhook-url" class="break-all text-slate-200">{url}</code></p>
+                                })}
+                                <WebhookSecret app_id=app.id has_secret=view.webhook_url.is_some() />
+                                {(!view.deliveries.is_empty()).then(|| view! {
+                                    <div class="mt-3 overflow-x-auto">
+                                    <table class="w-full text-left text-sm" aria-label="Recent deliveries">
                                         <thead class="text-slate-400">
-                                            <tr><th class="py-1 pr-2">"#"</th><th class="pr-2">"Status"</th><th class="pr-2">"Commit"</th><th class="pr-2">"Duration"</th><th class="pr-2">"When"</th><th><span class="sr-only">"Actions"</span></th></tr>
+                                            <tr><th class="py-1 pr-2">"Received"</th><th class="pr-2">"From"</th><th class="pr-2">"Event"</th><th>"What it did"</th></tr>
                                         </thead>
                                         <tbody>
-                                            {view.deployments.into_iter().map(|d| {
-                                                let can_redeploy = d.status == protocol::Status::Success && d.image.is_some();
-                                                view! {
-                                                <tr class="border-t border-slate-800" data-deployment=d.id>
-                                                    <td class="py-1 pr-2"><a href=format!("/deployments/{}", d.id) class="text-sky-300 hover:underline">{d.id}</a></td>
-                                                    <td class="pr-2"><StatusBadge status=d.status /></td>
-                                                    <td class="pr-2 font-mono">{d.commit.map(|c| c.chars().take(10).collect::<String>()).unwrap_or_default()}</td>
-                                                    <td class="pr-2 whitespace-nowrap">{d.duration.map(super::seconds_text).unwrap_or_default()}</td>
-                                                    <td class="pr-2 whitespace-nowrap text-slate-400"><time datetime=d.created_at.clone() title=when(&d.created_at)>{age(&d.created_at)}</time></td>
-                                                    <td class="text-right">
-                                                        {can_redeploy.then(|| view! { <RedeployButton id=d.id /> })}
-                                                    </td>
+                                            {view.deliveries.iter().map(|d| view! {
+                                                <tr class="border-t border-slate-800" data-delivery=d.delivery.clone()>
+                                                    <td class="py-1 pr-2 whitespace-nowrap text-slate-400"><time datetime=d.received_at.clone() title=when(&d.received_at)>{age(&d.received_at)}</time></td>
+                                                    <td class="pr-2">{d.forge.clone()}</td>
+                                                    <td class="pr-2">{d.event.clone()}</td>
+                                                    <td>{match (d.deployment_id, d.ignored.clone()) {
+                                                        (Some(id), _) => view! { <a href=format!("/deployments/{id}") class="text-sky-300 hover:underline">{format!("deployed #{id}")}</a> }.into_any(),
+                                                        (None, why) => view! { <span class="text-slate-400">{format!("ignored: {}", why.unwrap_or_default())}</span> }.into_any(),
+                                                    }}</td>
                                                 </tr>
-                                            }}).collect_view()}
+                                            }).collect_view()}
                                         </tbody>
                                     </table>
                                     </div>
-                                }.into_any()
-                            }}
+                                })}
+                            </section>
+                            <h2 class="mt-8 text-xl font-semibold">"Deployments"</h2>
+                            <LiveHistory
+                                app_id=app.id
+                                since=view.since
+                                rows=view.deployments.iter().map(|d| HistoryRow::new(d, view_newest)).collect()
+                            />
                         }.into_any()
                     }
                     Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
@@ -81,53 +102,207 @@ pub fn AppPage() -> impl IntoView {
     }
 }
 
-/// Once `started` (a Deploy or Redeploy action's answer) has an id, opens that deployment's
-/// monitor; answers the error to show when it failed.
-fn open_monitor(
-    started: impl Fn() -> Option<Result<DeploymentId, AppError>> + Copy + Send + Sync + 'static,
-) -> impl Fn() -> Option<String> + Copy + Send + Sync + 'static {
-    Effect::new(move |_| {
-        if let Some(Ok(id)) = started() {
-            go_to(&format!("/deployments/{id}"));
-        }
-    });
-    move || started().and_then(|r| r.err()).map(|e| error_text(&e))
+/// One deployment of the history, as the history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    summary: DeploymentSummary,
+    /// Formatted on the server: float formatting stays out of the WebAssembly.
+    duration: String,
+    /// A success whose image is kept: the newest can be started again, older ones
+    /// rolled back to.
+    startable: bool,
+    newest: bool,
 }
 
-/// Queues a deployment and opens its monitor. Without WebAssembly the form posts and the
-/// server redirects to the monitor.
-#[island]
-fn DeployButton(app_id: i64) -> impl IntoView {
-    let deploy = ServerAction::<Deploy>::new();
-    let error = open_monitor(move || deploy.value().get());
-    let error = move || error().map(|message| view! { <ErrorNote message /> });
-    view! {
-        <ActionForm action=deploy>
-            <input type="hidden" name="app_id" value=app_id />
-            <button type="submit" class="rounded bg-emerald-600 px-4 py-2 text-sm font-medium text-white hover:bg-emerald-500">
-                "Deploy"
-            </button>
-        </ActionForm>
-        {error}
+impl HistoryRow {
+    fn new(d: &protocol::Deployment, newest: Option<DeploymentId>) -> HistoryRow {
+        HistoryRow {
+            summary: DeploymentSummary::from(d),
+            duration: d.duration.map(super::seconds_text).unwrap_or_default(),
+            startable: d.status == Status::Success && d.image.is_some(),
+            newest: newest == Some(d.id),
+        }
     }
 }
 
-/// Deploys an earlier deployment's image again and opens the new monitor.
+/// The app's deployments, live: one started anywhere appears at the top and moves
+/// through its statuses (its buttons come with the next page load).
 #[island]
-fn RedeployButton(id: DeploymentId) -> impl IntoView {
-    let redeploy = ServerAction::<Redeploy>::new();
-    let error = open_monitor(move || redeploy.value().get());
-    let error = move || {
-        error().map(|message| view! { <p role="alert" class="text-xs text-rose-300">{message}</p> })
+fn LiveHistory(app_id: i64, since: FeedId, rows: Vec<HistoryRow>) -> impl IntoView {
+    let (rows, set_rows) = signal(rows);
+    let session_ended = use_event_feed(since, move |event| {
+        let FeedEvent::Deployment { data, .. } = event else {
+            return;
+        };
+        if data.app_id != app_id {
+            return;
+        }
+        set_rows.update(|rows| match rows.iter_mut().find(|r| r.summary.id == data.id) {
+            Some(row) => row.summary = data,
+            None => {
+                let at = rows
+                    .iter()
+                    .position(|r| r.summary.id < data.id)
+                    .unwrap_or(rows.len());
+                rows.insert(
+                    at,
+                    HistoryRow {
+                        summary: data,
+                        duration: String::new(),
+                        startable: false,
+                        newest: false,
+                    },
+                );
+            }
+        });
+    });
+    let tick = ticking();
+    view! {
+        <SessionEnded ended=session_ended />
+        <Show
+            when=move || rows.with(|r| !r.is_empty())
+            fallback=|| view! { <p class="mt-2 text-slate-400">"No deployments yet."</p> }
+        >
+            <div class="mt-2 overflow-x-auto">
+            <table class="w-full text-left text-sm">
+                <thead class="text-slate-400">
+                    <tr><th class="py-1 pr-2">"#"</th><th class="pr-2">"Status"</th><th class="pr-2">"Commit"</th><th class="pr-2">"Duration"</th><th class="pr-2">"When"</th><th><span class="sr-only">"Actions"</span></th></tr>
+                </thead>
+                <tbody>
+                    <For each=move || rows.get() key=|row| (row.summary.id, row.summary.status) let:row>
+                        {
+                            let d = row.summary.clone();
+                            let created = d.created_at.clone();
+                            view! {
+                                <tr class="border-t border-slate-800" data-deployment=d.id>
+                                    <td class="py-1 pr-2"><a href=format!("/deployments/{}", d.id) class="text-sky-300 hover:underline">{d.id}</a></td>
+                                    <td class="pr-2"><StatusBadge status=d.status /></td>
+                                    <td class="pr-2 font-mono">{d.commit.clone().map(|c| c.chars().take(10).collect::<String>()).unwrap_or_default()}</td>
+                                    <td class="pr-2 whitespace-nowrap">{row.duration.clone()}</td>
+                                    <td class="pr-2 whitespace-nowrap text-slate-400"><time datetime=d.created_at.clone() title=when(&d.created_at)>{move || { tick.get(); live_age(&created) }}</time></td>
+                                    <td class="text-right">
+                                        {(row.startable && row.newest).then(|| view! { <RedeployButton id=d.id /> })}
+                                        {(row.startable && !row.newest).then(|| view! { <RollbackButton app_id=d.app_id id=d.id /> })}
+                                    </td>
+                                </tr>
+                            }
+                        }
+                    </For>
+                </tbody>
+            </table>
+            </div>
+        </Show>
+    }
+}
+
+/// The app's two pages: its overview and its runtime logs.
+#[component]
+pub fn AppTabs(app_id: i64, logs: bool) -> impl IntoView {
+    let tab = |current: bool| {
+        if current {
+            "border-b-2 border-sky-400 px-1 pb-1 text-slate-100"
+        } else {
+            "px-1 pb-1 text-slate-400 hover:text-slate-200"
+        }
     };
     view! {
-        <ActionForm action=redeploy>
-            <input type="hidden" name="id" value=id />
-            <button type="submit" aria-label=format!("Redeploy #{id}") class="rounded border border-slate-700 px-2 py-0.5 text-xs text-slate-200 hover:bg-slate-800">
-                "Redeploy"
+        <nav aria-label="App" class="mt-4 flex gap-4 border-b border-slate-800 text-sm">
+            <a href=format!("/apps/{app_id}") class=tab(!logs) aria-current=(!logs).then_some("page")>"Overview"</a>
+            <a href=format!("/apps/{app_id}/logs") class=tab(logs) aria-current=logs.then_some("page")>"Runtime logs"</a>
+        </nav>
+    }
+}
+
+/// A button that posts to a server function which answers by opening a deployment's
+/// monitor (a redirect). A plain form, not an island: it needs no WebAssembly, and the
+/// page it leads to is a page load anyway.
+#[component]
+fn StartButton(
+    /// The server function's URL.
+    action: &'static str,
+    /// Its arguments, as hidden fields.
+    fields: Vec<(&'static str, i64)>,
+    label: String,
+    text: &'static str,
+    class: &'static str,
+) -> impl IntoView {
+    view! {
+        <form method="post" action=action>
+            {fields.into_iter().map(|(name, value)| view! { <input type="hidden" name=name value=value /> }).collect_view()}
+            <button type="submit" aria-label=label class=class>{text}</button>
+        </form>
+    }
+}
+
+/// Queues a deployment; the server opens its monitor.
+#[component]
+fn DeployButton(app_id: i64) -> impl IntoView {
+    view! {
+        <StartButton
+            action=Deploy::PATH
+            fields=vec![("app_id", app_id)]
+            label="Deploy".into()
+            text="Deploy"
+            class="rounded bg-emerald-600 px-4 py-2 text-sm font-medium text-white hover:bg-emerald-500"
+        />
+    }
+}
+
+/// Deploys the newest successful deployment's image again.
+#[component]
+fn RedeployButton(id: DeploymentId) -> impl IntoView {
+    view! {
+        <StartButton
+            action=Redeploy::PATH
+            fields=vec![("id", id)]
+            label=format!("Redeploy #{id}")
+            text="Redeploy"
+            class="rounded border border-slate-700 px-2 py-0.5 text-xs text-slate-200 hover:bg-slate-800"
+        />
+    }
+}
+
+/// Starts an older successful deployment's image again (its image is kept): a rollback.
+#[component]
+fn RollbackButton(app_id: i64, id: DeploymentId) -> impl IntoView {
+    view! {
+        <StartButton
+            action=Rollback::PATH
+            fields=vec![("app_id", app_id), ("id", id)]
+            label=format!("Roll back to #{id}")
+            text="Roll back"
+            class="rounded border border-amber-700 px-2 py-0.5 text-xs text-amber-200 hover:bg-amber-950"
+        />
+    }
+}
+
+/// Creates or rotates the app's webhook secret; the new secret is shown once.
+#[island]
+fn WebhookSecret(app_id: i64, has_secret: bool) -> impl IntoView {
+    let rotate = ServerAction::<RotateWebhook>::new();
+    let created = move || rotate.value().get().and_then(|r| r.ok());
+    let error = move || {
+        rotate
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| view! { <ErrorNote message=error_text(&e) /> })
+    };
+    view! {
+        <ActionForm action=rotate attr:class="mt-3">
+            <input type="hidden" name="app_id" value=app_id />
+            <button type="submit" class="rounded border border-slate-700 px-3 py-1 text-sm text-slate-200 hover:bg-slate-800">
+                {if has_secret { "Rotate the webhook secret" } else { "Create a webhook secret" }}
             </button>
         </ActionForm>
         {error}
+        {move || created().map(|hook| view! {
+            <div role="status" class="mt-3 rounded border border-emerald-800 bg-emerald-950/40 p-3 text-sm">
+                <p class="text-emerald-200">"Copy the secret now: it is not shown again. The previous secret no longer works."</p>
+                <p class="mt-2">"URL: " <code class="break-all">{hook.url}</code></p>
+                <p class="mt-1">"Secret: " <code data-testid="webhook-secret" class="break-all">{hook.secret}</code></p>
+            </div>
+        })}
     }
 }
 

@@ -243,6 +243,16 @@ fn MonitorView(view: DeploymentView, live: DeploymentMonitor) -> impl IntoView {
             </Show>
         </div>
         {cancel_error}
+        // The stream ended because the session did (4401/4403): say so, offer to sign in.
+        {move || live.error.get().and_then(|e| {
+            let ended = matches!(e.code, protocol::ErrorCode::Unauthorized | protocol::ErrorCode::Forbidden);
+            ended.then(|| view! {
+                <p role="alert" data-testid="session-ended" class="mt-3 rounded border border-amber-500/40 bg-amber-500/10 px-3 py-2 text-sm text-amber-200">
+                    {format!("No longer live: {} ", e.message)}
+                    <a href=move || format!("/login?next=%2Fdeployments%2F{id}") class="underline">"Sign in again"</a>
+                </p>
+            })
+        })}
         <div
             role="progressbar"
             aria-label="Deployment progress"

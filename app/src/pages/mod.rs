@@ -2,9 +2,11 @@
 
 pub mod account;
 pub mod app;
+pub mod app_logs;
 pub mod apps;
 pub mod deployment;
 pub mod log_view;
+pub mod notifications;
 
 use leptos::prelude::*;
 use protocol::Status;
@@ -70,6 +72,54 @@ pub fn age_text(seconds: f64) -> String {
         3_600..86_400 => format!("{} h ago", s / 3_600),
         86_400..172_800 => "yesterday".to_owned(),
         _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// How long ago `timestamp` was: on the server as [`age`]; in the browser from its clock,
+/// so ages rendered once keep ticking (with [`ticking`]).
+pub fn live_age(timestamp: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let at = js_sys::Date::parse(timestamp);
+        if at.is_nan() {
+            return when(timestamp);
+        }
+        age_text((js_sys::Date::now() - at) / 1000.0)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        age(timestamp)
+    }
+}
+
+/// A signal that changes every 30 s in the browser: read it to be rendered again.
+pub fn ticking() -> ReadSignal<u32> {
+    let (tick, set_tick) = signal(0u32);
+    #[cfg(feature = "hydrate")]
+    {
+        if let Ok(handle) = set_interval_with_handle(
+            move || set_tick.update(|t| *t = t.wrapping_add(1)),
+            std::time::Duration::from_secs(30),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = set_tick;
+    tick
+}
+
+/// Says that the session ended (signed out or revoked elsewhere) and offers to sign in
+/// again, instead of a list or monitor that silently stopped being live.
+#[component]
+pub fn SessionEnded(ended: ReadSignal<bool>) -> impl IntoView {
+    view! {
+        <Show when=move || ended.get()>
+            <p role="alert" class="mt-4 rounded border border-amber-500/40 bg-amber-500/10 px-3 py-2 text-sm text-amber-200">
+                "Your session ended (signed out or revoked): this page is no longer live. "
+                <a href="/login" class="underline">"Sign in again"</a>
+            </p>
+        </Show>
     }
 }
 

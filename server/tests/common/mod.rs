@@ -302,6 +302,17 @@ impl Viewer {
         Viewer { socket }
     }
 
+    /// The next text frame as it came (any of our wire types).
+    pub async fn next_text(&mut self) -> Option<String> {
+        loop {
+            match self.socket.next().await? {
+                Ok(Message::Text(text)) => return Some(text.to_string()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
     pub async fn next_event(&mut self) -> Option<Event> {
         loop {
             match self.socket.next().await? {

@@ -13,7 +13,7 @@ mod follow;
 mod rows;
 mod search;
 
-use crate::monitor::DeploymentMonitor;
+use crate::monitor::{DeploymentMonitor, LogSource};
 use follow::Follow;
 use leptos::html::Div;
 use leptos::prelude::*;
@@ -22,8 +22,10 @@ use search::{LogSearch, Search};
 
 #[component]
 pub fn LogView(live: DeploymentMonitor) -> impl IntoView {
-    let id = live.id;
     let total = Memo::new(move |_| live.lines.with(|book| book.total()));
+    // Rows are the lines still kept: seq in (gone, total].
+    let gone = Memo::new(move |_| live.lines.with(|book| book.gone()));
+    let count = move || total.get() - gone.get();
     let container = NodeRef::<Div>::new();
     let follow = Follow::new();
     let search = Search::new();
@@ -31,10 +33,10 @@ pub fn LogView(live: DeploymentMonitor) -> impl IntoView {
     let (viewport, set_viewport) = signal(VIEWPORT_PX);
     let (wrap, set_wrap) = signal(false);
 
-    // The rows to render: seq in (start, end].
+    // The rows to render: seq in (gone + start, gone + end].
     let window = Memo::new(move |_| {
         rows::window(
-            total.get(),
+            count(),
             viewport.get(),
             scroll_top.get(),
             follow.on.get(),
@@ -43,13 +45,14 @@ pub fn LogView(live: DeploymentMonitor) -> impl IntoView {
     // Rows about to be shown are loaded if they are not yet.
     Effect::new(move |_| {
         let (start, end) = window.get();
-        live.want(start + 1, end);
+        let gone = gone.get_untracked();
+        live.want(gone + start + 1, gone + end);
     });
     let rows = move || {
         let (start, end) = window.get();
         let needle = search.needle.get();
         live.lines.with(|book| {
-            (start + 1..=end)
+            (book.gone() + start + 1..=book.gone() + end)
                 .map(|seq| Row {
                     seq,
                     line: book.get(seq).cloned(),
@@ -94,7 +97,8 @@ pub fn LogView(live: DeploymentMonitor) -> impl IntoView {
     let show = move |seq: u64| {
         follow.pause();
         if let Some(el) = container.get_untracked() {
-            let target = (seq.saturating_sub(1) as f64) * ROW_PX - el.client_height() as f64 / 2.0;
+            let row = seq.saturating_sub(gone.get_untracked() + 1);
+            let target = row as f64 * ROW_PX - el.client_height() as f64 / 2.0;
             el.set_scroll_top(target.max(0.0) as i32);
         }
     };
@@ -107,10 +111,17 @@ pub fn LogView(live: DeploymentMonitor) -> impl IntoView {
 
     let button =
         "rounded border border-slate-700 px-2 py-1 text-xs text-slate-200 hover:bg-slate-800";
+    let (download, file_name) = live.source.download();
+    // Search runs on the server over a deployment's whole log; a runtime log is read as
+    // it comes (and downloaded whole).
+    let (label, searchable) = match live.source {
+        LogSource::Deployment(id) => ("Build log", Some(id)),
+        LogSource::App(_) => ("Runtime log", None),
+    };
     view! {
         <div class="mt-4">
             <div class="flex flex-wrap items-center gap-2">
-                <LogSearch id search show />
+                {searchable.map(|id| view! { <LogSearch id search show /> })}
                 <span class="grow"></span>
                 <button
                     type="button"
@@ -120,14 +131,14 @@ pub fn LogView(live: DeploymentMonitor) -> impl IntoView {
                 >
                     "Wrap lines"
                 </button>
-                <a class=button href=format!("/api/deployments/{id}/logs") download=format!("deployment-{id}.log")>
+                <a class=button href=download download=file_name>
                     "Download log"
                 </a>
             </div>
             <div class="relative mt-2">
                 <div
                     role="log"
-                    aria-label="Build log"
+                    aria-label=label
                     tabindex="0"
                     aria-live="polite"
                     node_ref=container
@@ -140,7 +151,7 @@ pub fn LogView(live: DeploymentMonitor) -> impl IntoView {
                     data-follow=move || follow.on.get().to_string()
                     class="h-[65vh] overflow-auto [overflow-anchor:none] focus:outline-none focus-visible:ring-2 focus-visible:ring-sky-500 rounded border border-slate-800 bg-black/60 py-2 font-mono text-xs leading-5 text-slate-200"
                 >
-                    <div style=move || format!("height:{}px;position:relative", total.get() * ROW_PX as u64)>
+                    <div style=move || format!("height:{}px;position:relative", count() * ROW_PX as u64)>
                         <div style=move || format!("transform:translateY({}px)", window.get().0 * ROW_PX as u64)>
                             <For
                                 each=rows

@@ -1,0 +1,70 @@
+//! Runtime logs: `GET /api/apps/{id}/logs[?since=N]`. As a WebSocket, the app's current
+//! deployment status, then its running containers' output as `log` events with a
+//! `stream` field, live, for as long as the app exists (the monitor's socket and
+//! guarantees 2, 5, 6 and 7); as plain HTTP, the kept lines as text.
+
+use crate::AppState;
+use crate::api::parse_id;
+use crate::auth::Access;
+use crate::error::ApiError;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use protocol::{ErrorCode, Seq};
+use std::collections::HashMap;
+
+pub async fn app_logs(
+    State(state): State<AppState>,
+    access: Option<Extension<Access>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let granted = match access.map(|Extension(access)| access) {
+        Some(Access::Granted(_)) => Ok(()),
+        Some(Access::Refused(refusal)) => Err(refusal),
+        None => Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "no credentials were checked for this request",
+        )),
+    };
+    if upgrade.is_err() {
+        // Plain HTTP: the kept lines as text.
+        return match text(&state, granted, &id).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        };
+    }
+    let feed = match granted {
+        Ok(()) => open(&state, &id, &query).await,
+        Err(refusal) => Err(refusal),
+    };
+    crate::monitor::socket(&state, feed, upgrade, "GET /api/apps/{id}/logs?since=N")
+}
+
+async fn text(
+    state: &AppState,
+    granted: Result<(), ApiError>,
+    id: &str,
+) -> Result<Response, ApiError> {
+    granted?;
+    let bytes = state.engine.app_log_text(parse_id("app id", id)?).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
+}
+
+async fn open(
+    state: &AppState,
+    id: &str,
+    query: &HashMap<String, String>,
+) -> Result<engine::AppLogWatcher, ApiError> {
+    let id = parse_id("app id", id)?;
+    let since = match query.get("since") {
+        None => 0,
+        Some(text) => text.parse::<Seq>().map_err(|_| {
+            ApiError::bad_request(format!("since must be a non-negative integer, not {text:?}"))
+        })?,
+    };
+    Ok(state.engine.watch_app(id, since).await?)
+}
