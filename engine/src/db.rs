@@ -4,6 +4,7 @@
 //! Statuses are stored as TEXT through `sqlx::Type`; `stage` and `message` are not stored
 //! (they follow from the status).
 
+use crate::credentials::RepoCredentials;
 use crate::error::{Conflict, EngineError, Missing, Result};
 use protocol::validate::ValidApp;
 use protocol::{App, AppId, Deployment, DeploymentId, Status};
@@ -55,9 +56,11 @@ struct AppRow {
     container_id: Option<String>,
     url: Option<String>,
     created_at: String,
+    repo_credentials: Option<String>,
 }
 
-/// An app with what the worker needs and the API never shows (env values, container).
+/// An app with what the worker needs and the API never shows (env values, credentials,
+/// container).
 #[derive(Debug, Clone)]
 pub(crate) struct AppRecord {
     pub id: AppId,
@@ -67,6 +70,8 @@ pub(crate) struct AppRecord {
     pub dockerfile: String,
     pub port: Option<u16>,
     pub env: BTreeMap<String, String>,
+    /// For `repo_url`, which holds none itself.
+    pub credentials: Option<RepoCredentials>,
     pub container_id: Option<String>,
     pub url: Option<String>,
     pub created_at: String,
@@ -82,6 +87,9 @@ impl From<AppRow> for AppRecord {
             dockerfile: row.dockerfile,
             port: row.port.and_then(|p| u16::try_from(p).ok()),
             env: serde_json::from_str(&row.env).unwrap_or_default(),
+            credentials: row
+                .repo_credentials
+                .and_then(|text| serde_json::from_str(&text).ok()),
             container_id: row.container_id,
             url: row.url,
             created_at: row.created_at,
@@ -161,12 +169,24 @@ impl From<DeploymentRow> for DeploymentRecord {
 const DEPLOYMENT_COLUMNS: &str = "id, app_id, status, progress, error_message, failed_stage, \
      commit_sha, image, image_from, container_id, url, created_at, started_at, finished_at, duration";
 
-pub(crate) async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord> {
+fn credentials_json(credentials: Option<&RepoCredentials>) -> Result<Option<String>> {
+    credentials
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| EngineError::Internal(e.to_string()))
+}
+
+/// Inserts an app whose `repo_url` holds no credentials (they come apart).
+pub(crate) async fn insert_app(
+    pool: &Pool,
+    app: &ValidApp,
+    credentials: Option<&RepoCredentials>,
+) -> Result<AppRecord> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     let result = sqlx::query_as::<_, AppRow>(
-        "INSERT INTO apps (name, repo_url, branch, dockerfile, port, env, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        "INSERT INTO apps (name, repo_url, branch, dockerfile, port, env, created_at, repo_credentials) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
     )
     .bind(&app.name)
     .bind(&app.repo_url)
@@ -175,6 +195,7 @@ pub(crate) async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<AppRecord>
     .bind(app.port.map(i64::from))
     .bind(env)
     .bind(crate::time::now())
+    .bind(credentials_json(credentials)?)
     .fetch_one(pool)
     .await;
     match result {
@@ -217,22 +238,54 @@ pub(crate) async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
     Ok(())
 }
 
-/// Replaces an app's settings (already validated).
-pub(crate) async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result<()> {
+/// Replaces an app's settings (already validated; `repo_url` without credentials).
+pub(crate) async fn update_app(
+    pool: &Pool,
+    id: AppId,
+    app: &ValidApp,
+    credentials: Option<&RepoCredentials>,
+) -> Result<()> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     sqlx::query(
-        "UPDATE apps SET repo_url = ?, branch = ?, dockerfile = ?, port = ?, env = ? WHERE id = ?",
+        "UPDATE apps SET repo_url = ?, branch = ?, dockerfile = ?, port = ?, env = ?, \
+         repo_credentials = ? WHERE id = ?",
     )
     .bind(&app.repo_url)
     .bind(&app.branch)
     .bind(&app.dockerfile)
     .bind(app.port.map(i64::from))
     .bind(env)
+    .bind(credentials_json(credentials)?)
     .bind(id)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Moves credentials that apps saved before migration 0005 still hold in `repo_url` into
+/// their own column. Answers the ids of the apps changed.
+pub(crate) async fn split_repo_credentials(pool: &Pool) -> Result<Vec<AppId>> {
+    count();
+    let rows: Vec<(AppId, String)> =
+        sqlx::query_as("SELECT id, repo_url FROM apps WHERE repo_url LIKE '%@%'")
+            .fetch_all(pool)
+            .await?;
+    let mut changed = Vec::new();
+    for (id, url) in rows {
+        let (clean, Some(credentials)) = crate::credentials::split(&url) else {
+            continue;
+        };
+        count();
+        sqlx::query("UPDATE apps SET repo_url = ?, repo_credentials = ? WHERE id = ?")
+            .bind(clean)
+            .bind(credentials_json(Some(&credentials))?)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        changed.push(id);
+    }
+    Ok(changed)
 }
 
 /// An earlier deployment's image to start again, instead of cloning and building.

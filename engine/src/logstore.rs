@@ -244,6 +244,16 @@ impl LogWriter {
         self.last_seq
     }
 
+    /// Bytes the log takes on disk: its lines and their index records.
+    pub fn disk_bytes(&self) -> u64 {
+        self.end + self.last_seq * RECORD
+    }
+
+    /// Bytes one more line of `line_len` bytes would add on disk.
+    pub fn cost(line_len: usize) -> u64 {
+        line_len as u64 + RECORD
+    }
+
     /// Appends `lines` (each at most 16 KiB, normally ending in `\n`) and returns them
     /// numbered. Runs on the blocking pool; the writer comes back with the result.
     pub async fn append(mut self, lines: Vec<String>) -> (LogWriter, io::Result<Vec<LogLine>>) {
