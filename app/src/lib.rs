@@ -66,6 +66,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=pages::account::LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/setup") view=pages::account::SetupPage ssr=SsrMode::Async />
                     <Route path=path!("/settings/tokens") view=pages::account::TokensPage ssr=SsrMode::Async />
+                    <Route path=path!("/settings/account") view=pages::account::AccountPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

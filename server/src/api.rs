@@ -30,6 +30,16 @@ impl Input for protocol::NewDeployment {
     const REJECTION: ErrorCode = ErrorCode::BadRequest;
 }
 
+/// The body of `POST /api/account/password`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+impl Input for PasswordChange {}
+
 /// A JSON body parsed into `T`; anything else becomes our error format: `400` when it is
 /// not a JSON object, `413` when too large, `T::REJECTION` naming the field otherwise.
 pub struct Body<T>(pub T);
@@ -249,6 +259,51 @@ pub async fn search_log(
 
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such API route: see PROTOCOL.md")
+}
+
+/// `POST /api/account/password` with `{"current_password", "new_password"}`: the
+/// signed-in user's new password. Every session of the user ends; the answer sets a new
+/// session cookie. API tokens have no password (403). Throttled like signing in.
+pub async fn change_password(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Extension(by): Extension<Principal>,
+    Body(change): Body<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let user = crate::auth::password_owner(&by)?;
+    let secret = state
+        .engine
+        .auth()
+        .change_password(
+            user,
+            &change.current_password,
+            &change.new_password,
+            peer.ip(),
+        )
+        .await?;
+    Ok(crate::auth::with_session(
+        &state,
+        StatusCode::NO_CONTENT.into_response(),
+        &secret,
+    ))
+}
+
+/// `DELETE /api/sessions`: signs out every session of the signed-in user (this one
+/// included), or with an API token every session of everyone. Answers `{"ended": N}`.
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    Extension(by): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let ended = state
+        .engine
+        .auth()
+        .sign_out_everywhere(crate::auth::sessions_of(&by))
+        .await?;
+    let answer = Json(serde_json::json!({ "ended": ended })).into_response();
+    Ok(match crate::auth::sessions_of(&by) {
+        Some(_) => crate::auth::with_session(&state, answer, ""),
+        None => answer,
+    })
 }
 
 /// `GET /api/tokens`: API tokens, never their secrets.
