@@ -620,10 +620,29 @@ async fn a_sign_in_flood_neither_stalls_deployments_nor_takes_memory() {
         .iter()
         .filter(|(at, _, _)| *at >= flood_start && *at <= flood_end)
         .count();
+    // The longest wait between two deployment lines from the flood's start to its end
+    // (the build prints one every 50 ms).
+    let longest_gap = {
+        let arrivals = arrivals.lock().unwrap();
+        let mut times: Vec<Instant> = arrivals
+            .iter()
+            .map(|(at, _, _)| *at)
+            .filter(|at| *at <= flood_end)
+            .collect();
+        times.push(flood_end);
+        times
+            .windows(2)
+            .filter(|w| w[1] >= flood_start)
+            .map(|w| w[1] - w[0].max(flood_start))
+            .max()
+            .unwrap_or_default()
+    };
     println!(
         "sign-in flood: {ATTEMPTS} attempts ({AT_ONCE} at once, {ADDRESSES} addresses) in {:.1} s, answers {answered:?}; \
-         {during} deployment lines arrived meanwhile; server RSS {} MiB before, {} MiB peak sampled, {} MiB high-water mark",
+         {during} deployment lines arrived meanwhile, at most {} ms apart; \
+         server RSS {} MiB before, {} MiB peak sampled, {} MiB high-water mark",
         (flood_end - flood_start).as_secs_f64(),
+        longest_gap.as_millis(),
         baseline / 1024,
         peak_sampled / 1024,
         high_water / 1024
@@ -641,6 +660,10 @@ async fn a_sign_in_flood_neither_stalls_deployments_nor_takes_memory() {
     );
     // The deployment went on: lines arrived during the flood, and all of them once.
     assert!(during > 0, "no deployment line arrived during the flood");
+    assert!(
+        longest_gap < Duration::from_secs(5),
+        "the deployment's lines stalled for {longest_gap:?} during the flood"
+    );
     let last = events.iter().rev().find_map(|e| match e {
         Event::Status { data, .. } => Some(data.clone()),
         _ => None,
