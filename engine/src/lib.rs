@@ -282,10 +282,17 @@ impl Engine {
         db::deployments_of_app(&self.inner.pool, app_id, HISTORY_LIMIT).await
     }
 
-    /// The whole log so far.
+    /// The whole log so far, in memory (tests; the API streams [`Engine::log_file`]).
     pub async fn log(&self, id: DeploymentId) -> Result<Vec<u8>> {
         db::deployment(&self.inner.pool, id).await?;
         Ok(self.inner.lifecycle.store().read_all(id).await?)
+    }
+
+    /// A deployment's log as it stands now, to be read piece by piece (the download):
+    /// a log of any size is served in constant memory.
+    pub async fn log_file(&self, id: DeploymentId) -> Result<logstore::LogFile> {
+        db::deployment(&self.inner.pool, id).await?;
+        Ok(self.inner.lifecycle.store().open_all(id).await?)
     }
 
     /// Lines `from..=to` of a deployment's log (clamped to what exists), and how many it

@@ -195,12 +195,29 @@ pub async fn cancel_deployment(
     ))
 }
 
+/// Bytes read from the log file at a time: the download's memory, whatever the log's size.
+const DOWNLOAD_CHUNK: usize = 64 * 1024;
+
+/// `GET /api/deployments/{id}/logs`: the log as it stands, streamed from its file (a log
+/// may hold `SLIPWAY_LOG_MAX_MB`; many downloads at once must not hold it in memory).
 pub async fn deployment_log(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let bytes = state.engine.log(parse_id("deployment id", &id)?).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
+    let log = state
+        .engine
+        .log_file(parse_id("deployment id", &id)?)
+        .await?;
+    let len = log.len;
+    let body = axum::body::Body::from_stream(log.into_stream(DOWNLOAD_CHUNK));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// Most lines one `GET /api/deployments/{id}/lines` answers.
