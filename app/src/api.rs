@@ -89,20 +89,28 @@ pub async fn create_app(
     Ok(ssr::engine()?.create_app(new).await?.id)
 }
 
+/// The server's rules for the fields people most often get wrong (the name, the port,
+/// the variables), checked in the browser before a form is sent; the server checks every
+/// field again. The other rules stay on the server: each rule here is WebAssembly.
+fn precheck(name: Option<&str>, port: &str, env: &str, env_field: &str) -> Result<(), AppError> {
+    use protocol::validate;
+    if let Some(name) = name {
+        validate::app_name(name.trim())?;
+    }
+    if let Some(port) = validate::port_text(port, "port")? {
+        validate::port(port)?;
+    }
+    let env = validate::env_lines(env, env_field)?;
+    validate::env(&env).map_err(|mut problem| {
+        problem.field = env_field.into();
+        problem
+    })?;
+    Ok(())
+}
+
 impl CreateApp {
-    /// The server's rules, checked in the browser before the form is sent (local paths
-    /// are left to the server, which knows whether it accepts them).
     pub fn check(&self) -> Result<(), AppError> {
-        let new = protocol::NewApp::from_form(
-            &self.name,
-            &self.repo_url,
-            &self.branch,
-            &self.dockerfile,
-            &self.port,
-            &self.env,
-        )?;
-        protocol::validate::new_app(&new, true)?;
-        Ok(())
+        precheck(Some(&self.name), &self.port, &self.env, "env")
     }
 }
 
@@ -148,6 +156,21 @@ pub async fn redeploy(id: i64) -> Result<DeploymentId, AppError> {
     Ok(deployment.id)
 }
 
+/// Lines `from..=to` of a deployment's log, numbered by the server (the monitor loads
+/// the pages it shows; `GET /api/deployments/{id}/lines` is the same for scripts).
+#[server]
+pub async fn log_lines(id: i64, from: u64, to: u64) -> Result<protocol::LogPage, AppError> {
+    Ok(ssr::engine()?
+        .lines(id, from, to.min(from.saturating_add(4_999)))
+        .await?)
+}
+
+/// The lines of a deployment's log that contain `text` (as `GET .../search`).
+#[server]
+pub async fn search_log(id: i64, text: String) -> Result<Vec<u64>, AppError> {
+    Ok(ssr::engine()?.search(id, text.trim()).await?.seqs)
+}
+
 /// Where a deployment's app answers, once it succeeded: for the monitor of a deployment
 /// that went live while watched.
 #[server]
@@ -156,8 +179,10 @@ pub async fn deployment_url(id: i64) -> Result<Option<String>, AppError> {
 }
 
 /// Changes an app's settings. `env_set` holds `NAME=value` lines to add or change;
-/// `env_remove` names to remove, separated by spaces or commas. Answers the names of the
-/// variables now set: values are never sent back.
+/// `env_remove` names to remove, separated by spaces or commas; `domains` the app's extra
+/// host names (spaces, commas or lines). Answers the names of the variables now set:
+/// values are never sent back.
+#[allow(clippy::too_many_arguments)]
 #[server]
 pub async fn update_app(
     id: i64,
@@ -167,8 +192,11 @@ pub async fn update_app(
     port: String,
     env_set: String,
     env_remove: String,
+    domains: String,
+    memory_mb: String,
+    cpus: String,
 ) -> Result<Vec<String>, AppError> {
-    use protocol::validate::{blank_to_none, env_lines, port_text};
+    use protocol::validate::{blank_to_none, domain_text, env_lines, port_text};
     let mut env: std::collections::BTreeMap<String, Option<String>> =
         env_lines(&env_set, "env_set")?
             .into_iter()
@@ -185,6 +213,9 @@ pub async fn update_app(
         dockerfile: blank_to_none(&dockerfile),
         port: Some(port_text(&port, "port")?),
         env,
+        domains: Some(domain_text(&domains)),
+        memory_mb: number_text(&memory_mb, "memory_mb")?,
+        cpus: number_text(&cpus, "cpus")?,
     };
     match ssr::engine()?.update_app(id, changes).await {
         Ok(app) => Ok(app.env_keys),
@@ -200,25 +231,23 @@ pub async fn update_app(
 }
 
 impl UpdateApp {
-    /// The server's rules for the fields given, checked in the browser before sending.
     pub fn check(&self) -> Result<(), AppError> {
-        use protocol::validate;
-        validate::repo_url(self.repo_url.trim(), true)?;
-        if let Some(branch) = validate::blank_to_none(&self.branch) {
-            validate::branch_name(&branch)?;
-        }
-        if let Some(dockerfile) = validate::blank_to_none(&self.dockerfile) {
-            validate::dockerfile_path(&dockerfile)?;
-        }
-        if let Some(port) = validate::port_text(&self.port, "port")? {
-            validate::port(port)?;
-        }
-        let env = validate::env_lines(&self.env_set, "env_set")?;
-        validate::env(&env).map_err(|mut problem| {
-            problem.field = "env_set".into();
-            problem
-        })?;
-        Ok(())
+        precheck(None, &self.port, &self.env_set, "env_set")
+    }
+}
+
+/// A number typed into a form: blank is none.
+#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
+fn number_text<T: std::str::FromStr>(
+    text: &str,
+    field: &str,
+) -> Result<Option<T>, protocol::validate::FieldError> {
+    match text.trim() {
+        "" => Ok(None),
+        text => text
+            .parse()
+            .map(Some)
+            .map_err(|_| protocol::validate::FieldError::new(field, "must be a number")),
     }
 }
 

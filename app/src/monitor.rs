@@ -195,13 +195,8 @@ mod browser {
 
     /// Lines `first..=last` from the server, numbered by it.
     pub async fn page(id: DeploymentId, first: Seq, last: Seq) -> Option<Vec<LogLine>> {
-        let url = format!("/api/deployments/{id}/lines?from={first}&to={last}");
-        let response = gloo_net::http::Request::get(&url).send().await.ok()?;
-        if !response.ok() {
-            return None;
-        }
-        let text = response.text().await.ok()?;
-        serde_json::from_str::<protocol::LogPage>(&text)
+        crate::api::log_lines(id, first, last)
+            .await
             .ok()
             .map(|page| page.lines)
     }

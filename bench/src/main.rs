@@ -11,6 +11,8 @@
 //! `make bench` runs it (release build, open-file limit raised to the hard limit for the 10,000 viewers). It is
 //! not part of `make test`: these machines are shared, and figures are not pass/fail.
 
+mod edge;
+
 use anyhow::{Context, Result, bail};
 use engine::runtime::synthetic::{now_us, produced_at};
 use futures_util::StreamExt;
@@ -69,6 +71,11 @@ struct Child {
 
 impl Child {
     async fn start(dir: &Path, docker: bool) -> Result<Child> {
+        Child::start_with(dir, docker, &[]).await
+    }
+
+    /// A child server whose environment also holds `vars` (they win over the defaults).
+    async fn start_with(dir: &Path, docker: bool, vars: &[(&str, String)]) -> Result<Child> {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
@@ -82,9 +89,13 @@ impl Child {
             .env("SLIPWAY_ALLOW_LOCAL_REPOS", "1")
             .env("SLIPWAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SLIPWAY_WORKERS", "4")
+            .env("SLIPWAY_EDGE_HTTP_ADDR", "off")
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::piped())
             .kill_on_drop(true);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
         if docker {
             command.arg("--docker");
         }
@@ -112,6 +123,11 @@ impl Child {
     async fn stop(mut self) {
         drop(self.process.stdin.take());
         let _ = tokio::time::timeout(Duration::from_secs(10), self.process.wait()).await;
+    }
+
+    /// `kill -9`: nothing of the server runs its shutdown.
+    async fn kill(mut self) {
+        let _ = self.process.kill().await;
     }
 
     async fn json(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
@@ -653,8 +669,13 @@ async fn bench(quick: bool) -> Result<()> {
             .await;
         }
         docker.stop().await;
+
+        // 8. The edge: throughput and latency through Caddy vs straight to the container,
+        // switches under load, faults.
+        println!("edge: requests through Caddy, 20 redeploys under load, faults");
+        edge::run(&dir.join("edge"), &mut report).await?;
     } else {
-        println!("docker: engine not reachable; skipping the real build");
+        println!("docker: engine not reachable; skipping the real build and the edge");
     }
 
     println!("\n| measure | result | target |\n| --- | --- | --- |");

@@ -1,5 +1,6 @@
 import { test, expect } from "@playwright/test";
 import { addApp, collectRows, expectContiguous, makeRepo, slowLines, watchConsole, removeAllApps } from "./helpers";
+import { edgePort } from "../playwright.config";
 
 test("add an app, deploy it and watch it succeed live", async ({ page }, testInfo) => {
   const errors = watchConsole(page);
@@ -38,8 +39,10 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   await expect(log).toContainText("e2e build line 3");
   await expect(log).toContainText("Health check passed");
   await expect(page.getByTestId("connection")).toHaveText("closed");
-  // The running app is one click away, also when it went live while watched.
-  await expect(page.getByRole("link", { name: "Open app" })).toHaveAttribute("href", /^http:\/\/127\.0\.0\.1:\d+$/);
+  // The running app is one click away, also when it went live while watched: at its own
+  // address on the edge, another site than the dashboard (no cookie goes along).
+  const publicUrl = `http://${name}.localhost:${edgePort}`;
+  await expect(page.getByRole("link", { name: "Open app" })).toHaveAttribute("href", publicUrl);
 
   // The stepper reached its end.
   await expect(page.locator('[data-stage="end"]')).toHaveAttribute("data-state", "done");
@@ -69,7 +72,7 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   const row = page.locator(`[data-app="${name}"]`);
   await expect(row.getByRole("link", { name: "Last deployment: success" })).toBeVisible();
   await expect(row.getByTestId("age")).toHaveText(/^(just now|\d+ min ago)$/);
-  await expect(row.getByRole("link", { name: /^http:\/\/127\.0\.0\.1:\d+$/ })).toBeVisible();
+  await expect(row.getByRole("link", { name: publicUrl })).toBeVisible();
   expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(1);
   await page.screenshot({ path: testInfo.outputPath("07-apps-phone.png"), fullPage: true });
   await page.goBack();
@@ -79,8 +82,13 @@ test("add an app, deploy it and watch it succeed live", async ({ page }, testInf
   await page.reload();
   await expect(page.getByTestId("status")).toHaveText("success");
   await expect(log).toContainText("Deployment successful");
-
   expect(errors).toEqual([]);
+
+  // Open app: the browser goes through the edge to the app's container.
+  await page.getByRole("link", { name: "Open app" }).click();
+  await expect(page).toHaveURL(`${publicUrl}/`);
+  await expect(page.locator("body")).toContainText("hello from the e2e test");
+  await page.screenshot({ path: testInfo.outputPath("08-open-app.png"), fullPage: true });
 });
 
 test("a dropped monitor connection resumes with since= and shows every line once", async ({ page }, testInfo) => {

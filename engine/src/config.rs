@@ -118,6 +118,67 @@ pub struct Config {
     /// listen address, localhost, 127.0.0.1, [::1] and the host of SLIPWAY_PUBLIC_URL).
     #[arg(long, env = "SLIPWAY_ALLOWED_HOSTS", value_name = "SLIPWAY_ALLOWED_HOSTS", value_parser = allowed_hosts)]
     pub allowed_hosts: Option<AllowedHosts>,
+    /// App `hello` is served at `hello.<domain>` by the edge.
+    #[arg(long, env = "SLIPWAY_APPS_DOMAIN", value_name = "SLIPWAY_APPS_DOMAIN",
+          default_value = "localhost", value_parser = apps_domain)]
+    pub apps_domain: String,
+    /// Where the edge listens for HTTP; `off` disables the edge (apps then answer only on
+    /// their loopback ports).
+    #[arg(long, env = "SLIPWAY_EDGE_HTTP_ADDR", value_name = "SLIPWAY_EDGE_HTTP_ADDR",
+          default_value = "127.0.0.1:8080", value_parser = listen)]
+    pub edge_http_addr: Listen,
+    /// Where the edge listens for HTTPS, e.g. `0.0.0.0:443`; unset: no HTTPS.
+    #[arg(
+        long,
+        env = "SLIPWAY_EDGE_HTTPS_ADDR",
+        value_name = "SLIPWAY_EDGE_HTTPS_ADDR"
+    )]
+    pub edge_https_addr: Option<SocketAddr>,
+    /// Where certificates come from: `acme` (`SLIPWAY_ACME_CA`) or `internal` (Caddy's CA).
+    #[arg(long, env = "SLIPWAY_TLS", value_name = "SLIPWAY_TLS", default_value = "acme",
+          value_parser = tls)]
+    pub tls: Tls,
+    /// The ACME directory certificates are ordered from.
+    #[arg(long, env = "SLIPWAY_ACME_CA", value_name = "SLIPWAY_ACME_CA",
+          default_value = "https://acme-v02.api.letsencrypt.org/directory", value_parser = https_url)]
+    pub acme_ca: String,
+    /// The ACME account's contact.
+    #[arg(long, env = "SLIPWAY_ACME_EMAIL", value_name = "SLIPWAY_ACME_EMAIL", value_parser = email)]
+    pub acme_email: Option<String>,
+    /// A PEM file of roots to trust for the ACME directory's own HTTPS (a private ACME
+    /// server such as pebble); unset: the system's roots.
+    #[arg(
+        long,
+        env = "SLIPWAY_ACME_CA_ROOT",
+        value_name = "SLIPWAY_ACME_CA_ROOT"
+    )]
+    pub acme_ca_root: Option<PathBuf>,
+    /// How long the edge lets an old container finish its requests after a switch.
+    #[arg(long = "drain-secs", env = "SLIPWAY_DRAIN_SECS", value_name = "SLIPWAY_DRAIN_SECS",
+          default_value = "10", value_parser = secs_or_zero(3600))]
+    pub drain: Duration,
+    /// The Caddy binary of the edge (2.7 or later).
+    #[arg(
+        long,
+        env = "SLIPWAY_CADDY",
+        value_name = "SLIPWAY_CADDY",
+        default_value = "/usr/local/lib/slipway/caddy-2.11.7/caddy"
+    )]
+    pub caddy: PathBuf,
+}
+
+/// An address to listen on, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+/// Where the edge's certificates come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    Acme,
+    Internal,
 }
 
 /// `SLIPWAY_ALLOWED_HOSTS`: host names (or IP addresses) in lower case, without ports.
@@ -210,6 +271,53 @@ fn secs(max: usize) -> impl Fn(&str) -> Result<Duration, String> + Clone {
 fn megabytes(max: usize) -> impl Fn(&str) -> Result<u64, String> + Clone {
     let whole = whole(1, max);
     move |text| whole(text).map(|n| n as u64 * 1024 * 1024)
+}
+
+fn secs_or_zero(max: usize) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    let whole = whole(0, max);
+    move |text| whole(text).map(|n| Duration::from_secs(n as u64))
+}
+
+fn listen(text: &str) -> Result<Listen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    text.parse()
+        .map(Listen::At)
+        .map_err(|_| "is not an address like 127.0.0.1:8080, or off".into())
+}
+
+fn tls(text: &str) -> Result<Tls, String> {
+    match text {
+        "acme" => Ok(Tls::Acme),
+        "internal" => Ok(Tls::Internal),
+        _ => Err("is not one of acme, internal".into()),
+    }
+}
+
+fn apps_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim_end_matches('.').to_ascii_lowercase();
+    protocol::validate::domain(&domain, "SLIPWAY_APPS_DOMAIN")
+        .map(|()| domain)
+        .map_err(|e| e.message)
+}
+
+fn https_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if url.scheme() == "https" && url.host().is_some() => Ok(text.to_owned()),
+        _ => Err("is not an https:// URL".into()),
+    }
+}
+
+fn email(text: &str) -> Result<String, String> {
+    match text.split_once('@') {
+        Some((user, host))
+            if !user.is_empty() && host.contains('.') && !text.contains(char::is_whitespace) =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => Err("is not an email address".into()),
+    }
 }
 
 fn admin_token(text: &str) -> Result<Secret, String> {
@@ -320,6 +428,21 @@ mod tests {
         );
         assert!(c.allow_local_repos);
         assert_eq!(c.workers, 2, "an empty variable counts as unset");
+        let c = config(&[])?;
+        assert_eq!(c.edge_http_addr, Listen::At(([127, 0, 0, 1], 8080).into()));
+        assert_eq!(
+            (c.apps_domain.as_str(), c.tls, c.drain),
+            ("localhost", Tls::Acme, Duration::from_secs(10))
+        );
+        let c = config(&[
+            ("SLIPWAY_EDGE_HTTP_ADDR", "off"),
+            ("SLIPWAY_TLS", "internal"),
+            ("SLIPWAY_DRAIN_SECS", "0"),
+        ])?;
+        assert_eq!(
+            (c.edge_http_addr, c.tls, c.drain),
+            (Listen::Off, Tls::Internal, Duration::ZERO)
+        );
         Ok(())
     }
 
@@ -339,6 +462,13 @@ mod tests {
             ("SLIPWAY_CLONE_MAX_FILES", "many"),
             ("SLIPWAY_ALLOWED_HOSTS", "https://deploy.example.com"),
             ("SLIPWAY_ALLOWED_HOSTS", "deploy.example.com:443"),
+            ("SLIPWAY_EDGE_HTTP_ADDR", "everywhere"),
+            ("SLIPWAY_EDGE_HTTPS_ADDR", "443"),
+            ("SLIPWAY_TLS", "letsencrypt"),
+            ("SLIPWAY_ACME_CA", "http://acme.example/dir"),
+            ("SLIPWAY_ACME_EMAIL", "nobody"),
+            ("SLIPWAY_APPS_DOMAIN", "-bad-.example"),
+            ("SLIPWAY_DRAIN_SECS", "soon"),
         ] {
             let error = config(&[(var, value)]).err();
             assert_eq!(

@@ -57,6 +57,8 @@ struct AppRow {
     url: Option<String>,
     created_at: String,
     repo_credentials: Option<String>,
+    memory_mb: i64,
+    cpus: f64,
 }
 
 /// An app with what the worker needs and the API never shows (env values, credentials,
@@ -73,12 +75,16 @@ pub(crate) struct AppRecord {
     /// For `repo_url`, which holds none itself.
     pub credentials: Option<RepoCredentials>,
     pub container_id: Option<String>,
+    /// Where the serving container answers on loopback: the edge's upstream.
     pub url: Option<String>,
     pub created_at: String,
+    pub domains: Vec<String>,
+    pub memory_mb: u32,
+    pub cpus: f64,
 }
 
-impl From<AppRow> for AppRecord {
-    fn from(row: AppRow) -> Self {
+impl AppRecord {
+    fn from_row(row: AppRow, domains: Vec<String>) -> Self {
         AppRecord {
             id: row.id,
             name: row.name,
@@ -93,12 +99,15 @@ impl From<AppRow> for AppRecord {
             container_id: row.container_id,
             url: row.url,
             created_at: row.created_at,
+            domains,
+            memory_mb: u32::try_from(row.memory_mb)
+                .unwrap_or(protocol::validate::DEFAULT_MEMORY_MB),
+            cpus: row.cpus,
         }
     }
-}
 
-impl AppRecord {
-    pub fn to_api(&self, last_deployment: Option<Deployment>) -> App {
+    /// The app as the API shows it; `url` is its public address (or `None`).
+    pub fn to_api(&self, url: Option<String>, last_deployment: Option<Deployment>) -> App {
         App {
             id: self.id,
             name: self.name.clone(),
@@ -108,8 +117,11 @@ impl AppRecord {
             port: self.port,
             env_keys: self.env.keys().cloned().collect(),
             created_at: self.created_at.clone(),
-            url: self.url.clone(),
+            url,
             last_deployment,
+            domains: self.domains.clone(),
+            memory_mb: self.memory_mb,
+            cpus: self.cpus,
         }
     }
 }
@@ -184,9 +196,10 @@ pub(crate) async fn insert_app(
 ) -> Result<AppRecord> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let mut tx = pool.begin().await?;
     let result = sqlx::query_as::<_, AppRow>(
-        "INSERT INTO apps (name, repo_url, branch, dockerfile, port, env, created_at, repo_credentials) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        "INSERT INTO apps (name, repo_url, branch, dockerfile, port, env, memory_mb, cpus, created_at, \
+         repo_credentials) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
     )
     .bind(&app.name)
     .bind(&app.repo_url)
@@ -194,39 +207,115 @@ pub(crate) async fn insert_app(
     .bind(&app.dockerfile)
     .bind(app.port.map(i64::from))
     .bind(env)
+    .bind(i64::from(app.memory_mb))
+    .bind(app.cpus)
     .bind(crate::time::now())
     .bind(credentials_json(credentials)?)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await;
-    match result {
-        Ok(row) => Ok(row.into()),
+    let row = match result {
+        Ok(row) => row,
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(Conflict::AppNameTaken(app.name.clone()).into())
+            return Err(Conflict::AppNameTaken(app.name.clone()).into());
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    set_domains(&mut tx, row.id, &app.domains).await?;
+    tx.commit().await?;
+    Ok(AppRecord::from_row(row, app.domains.clone()))
+}
+
+/// Replaces an app's extra host names; one taken by another app is a conflict.
+async fn set_domains(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    app_id: AppId,
+    domains: &[String],
+) -> Result<()> {
+    count();
+    sqlx::query("DELETE FROM app_domains WHERE app_id = ?")
+        .bind(app_id)
+        .execute(&mut **tx)
+        .await?;
+    for domain in domains {
+        count();
+        let inserted = sqlx::query("INSERT INTO app_domains (domain, app_id) VALUES (?, ?)")
+            .bind(domain)
+            .bind(app_id)
+            .execute(&mut **tx)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Conflict::DomainTaken(domain.clone()).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(())
+}
+
+/// Which app has the extra host name `domain`, if any.
+pub(crate) async fn app_with_domain(pool: &Pool, domain: &str) -> Result<Option<AppId>> {
+    count();
+    Ok(
+        sqlx::query_scalar("SELECT app_id FROM app_domains WHERE domain = ?")
+            .bind(domain)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Which app is named `name`, if any.
+pub(crate) async fn app_named(pool: &Pool, name: &str) -> Result<Option<AppId>> {
+    count();
+    Ok(sqlx::query_scalar("SELECT id FROM apps WHERE name = ?")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?)
+}
+
+async fn domains_of(pool: &Pool, app_id: AppId) -> Result<Vec<String>> {
+    count();
+    Ok(
+        sqlx::query_scalar("SELECT domain FROM app_domains WHERE app_id = ? ORDER BY domain")
+            .bind(app_id)
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 pub(crate) async fn app(pool: &Pool, id: AppId) -> Result<AppRecord> {
     count();
-    sqlx::query_as::<_, AppRow>("SELECT * FROM apps WHERE id = ?")
+    let row = sqlx::query_as::<_, AppRow>("SELECT * FROM apps WHERE id = ?")
         .bind(id)
         .fetch_optional(pool)
         .await?
-        .map(AppRecord::from)
-        .ok_or(Missing::App(id).into())
+        .ok_or(Missing::App(id))?;
+    let domains = domains_of(pool, id).await?;
+    Ok(AppRecord::from_row(row, domains))
 }
 
 pub(crate) async fn apps(pool: &Pool) -> Result<Vec<AppRecord>> {
     count();
-    Ok(
-        sqlx::query_as::<_, AppRow>("SELECT * FROM apps ORDER BY id")
+    let rows = sqlx::query_as::<_, AppRow>("SELECT * FROM apps ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    count();
+    let mut domains: BTreeMap<AppId, Vec<String>> = BTreeMap::new();
+    let pairs: Vec<(AppId, String)> =
+        sqlx::query_as("SELECT app_id, domain FROM app_domains ORDER BY domain")
             .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(AppRecord::from)
-            .collect(),
-    )
+            .await?;
+    for (app, domain) in pairs {
+        domains.entry(app).or_default().push(domain);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let names = domains.remove(&row.id).unwrap_or_default();
+            AppRecord::from_row(row, names)
+        })
+        .collect())
 }
 
 pub(crate) async fn delete_app(pool: &Pool, id: AppId) -> Result<()> {
@@ -247,19 +336,24 @@ pub(crate) async fn update_app(
 ) -> Result<()> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE apps SET repo_url = ?, branch = ?, dockerfile = ?, port = ?, env = ?, \
-         repo_credentials = ? WHERE id = ?",
+         memory_mb = ?, cpus = ?, repo_credentials = ? WHERE id = ?",
     )
     .bind(&app.repo_url)
     .bind(&app.branch)
     .bind(&app.dockerfile)
     .bind(app.port.map(i64::from))
     .bind(env)
+    .bind(i64::from(app.memory_mb))
+    .bind(app.cpus)
     .bind(credentials_json(credentials)?)
     .bind(id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    set_domains(&mut tx, id, &app.domains).await?;
+    tx.commit().await?;
     Ok(())
 }
 

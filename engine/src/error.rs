@@ -22,6 +22,8 @@ pub enum Missing {
 pub enum Conflict {
     #[error("an app named {0:?} already exists")]
     AppNameTaken(String),
+    #[error("the host name {0:?} is already used by another app")]
+    DomainTaken(String),
     #[error("deployment {id} has already ended ({status})")]
     AlreadyEnded { id: DeploymentId, status: Status },
     #[error("deployment {0} did not succeed: only a successful deployment can be redeployed")]
@@ -113,6 +115,7 @@ impl EngineError {
         match self {
             EngineError::Invalid(problem) => Some(&problem.field),
             EngineError::Conflict(Conflict::AppNameTaken(_)) => Some("name"),
+            EngineError::Conflict(Conflict::DomainTaken(_)) => Some("domains"),
             _ => None,
         }
     }

@@ -23,6 +23,7 @@ pub mod bus;
 pub mod config;
 pub mod credentials;
 mod db;
+pub mod edge;
 pub mod error;
 pub mod files;
 pub mod git;
@@ -65,6 +66,11 @@ struct Inner {
     auth: auth::Auth,
     lifecycle: Arc<Lifecycle>,
     runtime: Arc<dyn runtime::Runtime>,
+    /// Caddy, when the edge is on.
+    edge: Option<Arc<edge::Edge>>,
+    /// Tells this installation's containers, images and networks from others' on the
+    /// same engine (deployment ids restart with each database).
+    instance: String,
     shutdown: CancellationToken,
     /// Owns the worker tasks; `shutdown` waits for them.
     tasks: TaskTracker,
@@ -114,7 +120,7 @@ impl Engine {
         }
         let lifecycle = Arc::new(Lifecycle::new(pool.clone(), store, config.log_max_bytes));
         let shutdown = CancellationToken::new();
-        let cx = worker::WorkerContext {
+        let mut cx = worker::WorkerContext {
             lifecycle: lifecycle.clone(),
             runtime: runtime.clone(),
             source,
@@ -123,7 +129,7 @@ impl Engine {
                 health_timeout: config.health_timeout,
                 build_timeout: config.build_timeout,
                 progress_deadline: config.progress_deadline,
-                instance,
+                instance: instance.clone(),
             }),
             shutdown: shutdown.clone(),
             http: reqwest::Client::builder()
@@ -131,9 +137,29 @@ impl Engine {
                 .user_agent("slipway-health-check")
                 .build()
                 .map_err(|e| EngineError::Internal(format!("building the HTTP client: {e}")))?,
+            edge: None,
         };
         worker::reconcile(&cx).await?;
         let tasks = TaskTracker::new();
+        let edge = match edge::EdgeSettings::from_config(&config) {
+            Some(mut settings) => {
+                settings.dir = std::path::absolute(&settings.dir)?;
+                let routes = routes(&pool, runtime.as_ref(), &settings).await?;
+                let edge = edge::Edge::start(settings, routes, shutdown.clone(), &tasks)
+                    .await
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                tasks.spawn(follow_runtime(
+                    pool.clone(),
+                    runtime.clone(),
+                    edge.clone(),
+                    instance.clone(),
+                    shutdown.clone(),
+                ));
+                Some(edge)
+            }
+            None => None,
+        };
+        cx.edge = edge.clone();
         for n in 0..config.workers {
             tasks.spawn(worker::run(cx.clone(), n));
         }
@@ -144,10 +170,62 @@ impl Engine {
                 auth,
                 lifecycle,
                 runtime,
+                edge,
+                instance,
                 shutdown,
                 tasks,
             }),
         })
+    }
+
+    /// The edge's settings, when the edge is on.
+    pub fn edge(&self) -> Option<&edge::EdgeSettings> {
+        self.inner.edge.as_deref().map(edge::Edge::settings)
+    }
+
+    /// The app as the API shows it: `url` is its public address through the edge (or,
+    /// with the edge off, where its container answers on loopback).
+    fn app_view(&self, record: &db::AppRecord, last: Option<Deployment>) -> App {
+        let url = match &self.inner.edge {
+            Some(edge) => record
+                .container_id
+                .as_ref()
+                .map(|_| edge.settings().public_url(&record.name)),
+            None => record.url.clone(),
+        };
+        record.to_api(url, last)
+    }
+
+    /// Host names must lead to one app: an extra domain may be neither another app's
+    /// own name at the apps domain nor another app's extra domain (the database checks
+    /// those), and a new app's name must not be someone's extra domain.
+    async fn check_hosts(&self, app: Option<AppId>, name: &str, domains: &[String]) -> Result<()> {
+        let suffix = format!(".{}", self.inner.config.apps_domain);
+        for domain in domains {
+            if let Some(other) = domain.strip_suffix(&suffix)
+                && let Some(owner) = db::app_named(&self.inner.pool, other).await?
+                && Some(owner) != app
+            {
+                return Err(Conflict::DomainTaken(domain.clone()).into());
+            }
+        }
+        let own = format!("{name}{suffix}");
+        match db::app_with_domain(&self.inner.pool, &own).await? {
+            Some(owner) if Some(owner) != app => Err(Conflict::DomainTaken(own).into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Points the edge at the app's current state (its hosts changed).
+    async fn update_route(&self, id: AppId) -> Result<()> {
+        if let Some(edge) = &self.inner.edge {
+            let record = db::app(&self.inner.pool, id).await?;
+            let upstream = edge.routes().await.get(&id).and_then(|r| r.upstream);
+            edge.set(id, route_of(edge.settings(), &record, upstream))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+        }
+        Ok(())
     }
 
     pub fn auth(&self) -> &auth::Auth {
@@ -170,11 +248,13 @@ impl Engine {
     /// Registers an app. Credentials in its repository URL are stored apart from it.
     pub async fn create_app(&self, new: NewApp) -> Result<App> {
         let mut valid = protocol::validate::new_app(&new, self.inner.config.allow_local_repos)?;
+        self.check_hosts(None, &valid.name, &valid.domains).await?;
         let (url, credentials) = credentials::split(&valid.repo_url);
         valid.repo_url = url;
         let record = db::insert_app(&self.inner.pool, &valid, credentials.as_ref()).await?;
+        self.update_route(record.id).await?;
         tracing::info!(app.id = record.id, app.name = %record.name, "app created");
-        Ok(record.to_api(None))
+        Ok(self.app_view(&record, None))
     }
 
     /// Changes an app's settings; the next deployment uses them. Validated as a new app is.
@@ -196,8 +276,13 @@ impl Engine {
             dockerfile: Some(changes.dockerfile.unwrap_or(current.dockerfile)),
             port: changes.port.unwrap_or(current.port.map(i64::from)),
             env,
+            domains: changes.domains.unwrap_or(current.domains),
+            memory_mb: Some(changes.memory_mb.unwrap_or(i64::from(current.memory_mb))),
+            cpus: Some(changes.cpus.unwrap_or(current.cpus)),
         };
         let mut valid = protocol::validate::new_app(&merged, self.inner.config.allow_local_repos)?;
+        self.check_hosts(Some(id), &valid.name, &valid.domains)
+            .await?;
         let (url, given) = credentials::split(&valid.repo_url);
         let kept = match given {
             Some(given) => Some(given),
@@ -208,6 +293,7 @@ impl Engine {
         };
         valid.repo_url = url;
         db::update_app(&self.inner.pool, id, &valid, kept.as_ref()).await?;
+        self.update_route(id).await?;
         tracing::info!(app.id = id, "app settings changed");
         self.app(id).await
     }
@@ -218,7 +304,7 @@ impl Engine {
             let last = db::deployments_of_app(&self.inner.pool, record.id, 1)
                 .await?
                 .pop();
-            apps.push(record.to_api(last));
+            apps.push(self.app_view(&record, last));
         }
         Ok(apps)
     }
@@ -226,7 +312,7 @@ impl Engine {
     pub async fn app(&self, id: AppId) -> Result<App> {
         let record = db::app(&self.inner.pool, id).await?;
         let last = db::deployments_of_app(&self.inner.pool, id, 1).await?.pop();
-        Ok(record.to_api(last))
+        Ok(self.app_view(&record, last))
     }
 
     /// Cancels the app's deployments in flight, removes its container, its history and logs.
@@ -239,10 +325,19 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
+        if let Some(edge) = &self.inner.edge
+            && let Err(e) = edge.remove(id).await
+        {
+            tracing::warn!(app.id = id, error = %e, "could not remove the app's route");
+        }
         if let Some(container) = &record.container_id
             && let Err(e) = self.inner.runtime.remove(container).await
         {
             tracing::warn!(app.id = id, error = %e, "could not remove the app's container");
+        }
+        let network = worker::network_name(&record.name, &self.inner.instance);
+        if let Err(e) = self.inner.runtime.remove_network(&network).await {
+            tracing::warn!(app.id = id, error = %e, "could not remove the app's network");
         }
         db::delete_app(&self.inner.pool, id).await?;
         let ids: Vec<DeploymentId> = history.iter().map(|d| d.id).collect();
@@ -333,6 +428,79 @@ impl Engine {
     /// Stops a pending or running deployment and waits (up to 30 s) until it has ended.
     pub async fn cancel(&self, id: DeploymentId) -> Result<Deployment> {
         self.inner.lifecycle.cancel(id).await
+    }
+}
+
+/// An app's route: its host names, and its serving container's loopback port.
+fn route_of(
+    settings: &edge::EdgeSettings,
+    app: &db::AppRecord,
+    upstream: Option<std::net::SocketAddr>,
+) -> edge::Route {
+    let mut hosts = vec![settings.host_of(&app.name)];
+    hosts.extend(app.domains.iter().cloned());
+    edge::Route { hosts, upstream }
+}
+
+/// The route table from the database: each app's hosts, and where its serving container
+/// answers now (asked of the runtime: the port changes when the engine restarts it).
+/// A serving container's new port is recorded.
+async fn routes(
+    pool: &db::Pool,
+    runtime: &dyn runtime::Runtime,
+    settings: &edge::EdgeSettings,
+) -> Result<std::collections::BTreeMap<AppId, edge::Route>> {
+    let mut table = std::collections::BTreeMap::new();
+    for app in db::apps(pool).await? {
+        let mut upstream = None;
+        if let (Some(container), Some(port)) = (&app.container_id, app.port) {
+            match runtime.host_port(container, port).await {
+                Ok(Some(host_port)) => {
+                    let address = std::net::SocketAddr::from(([127, 0, 0, 1], host_port));
+                    let url = format!("http://{address}");
+                    if app.url.as_deref() != Some(url.as_str()) {
+                        db::set_app_container(pool, app.id, container, Some(&url)).await?;
+                    }
+                    upstream = Some(address);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(app.id = app.id, error = %e, "could not find the app's container port")
+                }
+            }
+        }
+        table.insert(app.id, route_of(settings, &app, upstream));
+    }
+    Ok(table)
+}
+
+/// Keeps the edge pointed at the containers: when the container engine comes back (it
+/// restarted and so did the containers, on new ports) or one of ours starts again, the
+/// table is rebuilt from the database and the runtime.
+async fn follow_runtime(
+    pool: db::Pool,
+    runtime: Arc<dyn runtime::Runtime>,
+    edge: Arc<edge::Edge>,
+    instance: String,
+    shutdown: CancellationToken,
+) {
+    use futures_util::StreamExt;
+    let mut events = runtime.events(&instance);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            _ = shutdown.cancelled() => return,
+        };
+        let Some(event) = event else { return };
+        tracing::debug!(?event, "the container engine reports");
+        match routes(&pool, runtime.as_ref(), edge.settings()).await {
+            Ok(table) => {
+                if let Err(e) = edge.replace(table).await {
+                    tracing::error!(error = %e, "could not update the edge after the container engine changed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not rebuild the edge's routes"),
+        }
     }
 }
 

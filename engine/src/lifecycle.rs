@@ -441,10 +441,24 @@ impl Run {
         db::record_artifacts(&self.lifecycle.pool, self.record.id, artifacts).await
     }
 
-    /// The new container is healthy: it serves the app from now on, and the deployment
-    /// ends `success`.
-    pub(crate) async fn succeed(&mut self, container_id: &str, url: Option<&str>) -> Result<()> {
+    /// The new container is healthy and serves the app from now on: `url` is where it
+    /// answers on loopback, `public_url` where people reach it.
+    pub(crate) async fn serve(
+        &mut self,
+        container_id: &str,
+        url: Option<&str>,
+        public_url: Option<&str>,
+    ) -> Result<()> {
         db::set_app_container(&self.lifecycle.pool, self.record.app_id, container_id, url).await?;
+        self.record(Artifacts {
+            url: public_url,
+            ..Artifacts::default()
+        })
+        .await
+    }
+
+    /// The deployment ends `success` (its container serves: [`Run::serve`]).
+    pub(crate) async fn succeed(&mut self) -> Result<()> {
         let (id, from) = (self.record.id, self.record.status);
         if self.plan.next(from) != Some(Status::Success) {
             return Err(Conflict::Transition {

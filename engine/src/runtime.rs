@@ -68,6 +68,37 @@ pub struct ContainerSpec {
     pub env: BTreeMap<String, String>,
     pub port: Option<u16>,
     pub labels: HashMap<String, String>,
+    /// The app's own network; the container joins no other.
+    pub network: Option<String>,
+    pub limits: Limits,
+}
+
+/// What a container may use (PROTOCOL.md, "Apps on the web").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub memory_mb: u32,
+    pub cpus: f64,
+    pub pids: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: 512,
+            cpus: 1.0,
+            pids: 512,
+        }
+    }
+}
+
+/// Something the runtime tells the engine without being asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    /// The engine's event stream (re)connected: anything may have changed meanwhile (the
+    /// engine restarted and restarted containers on new ports).
+    Connected,
+    /// A container of this installation started (again), e.g. after a restart.
+    Started { container: String },
 }
 
 pub struct StartedContainer {
@@ -110,6 +141,32 @@ pub trait Runtime: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {
         Box::pin(async { Ok(()) })
     }
+    /// The host port (on 127.0.0.1) the container's `port` is published on now: it can
+    /// change when the engine restarts the container.
+    fn host_port<'a>(
+        &'a self,
+        _container: &'a str,
+        _port: u16,
+    ) -> BoxFuture<'a, Result<Option<u16>, RuntimeError>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Creates the network `name` unless it exists.
+    fn ensure_network<'a>(
+        &'a self,
+        _name: &'a str,
+        _labels: HashMap<String, String>,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Removes the network `name`; a missing one is not an error.
+    fn remove_network<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Events about the containers labelled `slipway.instance=<instance>`, for as long as
+    /// the engine is up; reconnects are reported as `Connected`.
+    fn events(&self, _instance: &str) -> futures_util::stream::BoxStream<'static, RuntimeEvent> {
+        Box::pin(futures_util::stream::pending())
+    }
 }
 
 pub mod docker {
@@ -117,16 +174,25 @@ pub mod docker {
 
     use super::*;
     use bollard::Docker;
-    use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+    use bollard::models::{
+        ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
+        RestartPolicyNameEnum,
+    };
     use bollard::query_parameters::{
-        BuildImageOptions, CreateContainerOptionsBuilder, LogsOptionsBuilder,
+        BuildImageOptions, CreateContainerOptionsBuilder, EventsOptionsBuilder, LogsOptionsBuilder,
         RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
     };
 
+    #[derive(Clone)]
     pub struct DockerRuntime {
         docker: Docker,
         endpoint: String,
     }
+
+    /// Capabilities every app container keeps: binding a port below 1024.
+    const KEPT_CAPABILITIES: &[&str] = &["NET_BIND_SERVICE"];
+    /// Waits between reconnects of the event stream while the engine is away.
+    const EVENTS_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
     impl DockerRuntime {
         /// Connects to `DOCKER_HOST` or the local socket and agrees on an API version.
@@ -163,6 +229,75 @@ pub mod docker {
                 other => RuntimeError::Other(other.to_string()),
             }
         }
+    }
+
+    impl DockerRuntime {
+        /// The host port `port/tcp` of `container` is published on.
+        async fn published(&self, container: &str, port: u16) -> Result<Option<u16>, RuntimeError> {
+            let inspected = match self.docker.inspect_container(container, None).await {
+                Ok(inspected) => inspected,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(None),
+                Err(e) => return Err(self.error(e)),
+            };
+            Ok(inspected
+                .network_settings
+                .and_then(|n| n.ports)
+                .and_then(|mut ports| ports.remove(&format!("{port}/tcp")))
+                .flatten()
+                .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
+                .and_then(|p| p.parse().ok()))
+        }
+    }
+
+    /// The engine's events about this installation's containers, as a stream that outlives
+    /// the engine: when the engine goes away it waits, reconnects, and says `Connected`.
+    fn async_stream_events(
+        runtime: DockerRuntime,
+        label: String,
+    ) -> impl futures_util::Stream<Item = RuntimeEvent> + Send + 'static {
+        futures_util::stream::unfold(
+            (
+                runtime,
+                label,
+                None::<futures_util::stream::BoxStream<'static, _>>,
+            ),
+            |(runtime, label, mut current)| async move {
+                loop {
+                    match current.as_mut() {
+                        None => {
+                            if runtime.docker.ping().await.is_err() {
+                                tokio::time::sleep(EVENTS_RETRY).await;
+                                continue;
+                            }
+                            let filters = HashMap::from([
+                                ("type".to_owned(), vec!["container".to_owned()]),
+                                ("event".to_owned(), vec!["start".to_owned()]),
+                                ("label".to_owned(), vec![label.clone()]),
+                            ]);
+                            let options = EventsOptionsBuilder::new().filters(&filters).build();
+                            current = Some(Box::pin(runtime.docker.events(Some(options))));
+                            return Some((RuntimeEvent::Connected, (runtime, label, current)));
+                        }
+                        Some(stream) => match stream.next().await {
+                            Some(Ok(event)) => {
+                                let container = event.actor.and_then(|a| a.id).unwrap_or_default();
+                                return Some((
+                                    RuntimeEvent::Started { container },
+                                    (runtime, label, current),
+                                ));
+                            }
+                            // The engine went away: wait for it to come back.
+                            Some(Err(_)) | None => {
+                                current = None;
+                                tokio::time::sleep(EVENTS_RETRY).await;
+                            }
+                        },
+                    }
+                }
+            },
+        )
     }
 
     /// "The command '/bin/sh -c exit 3' returned a non-zero code: 3" -> 3.
@@ -258,6 +393,7 @@ pub mod docker {
                         }]),
                     )])
                 });
+                let limits = spec.limits;
                 let body = ContainerCreateBody {
                     image: Some(spec.image),
                     env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
@@ -265,6 +401,19 @@ pub mod docker {
                     labels: Some(spec.labels),
                     host_config: Some(HostConfig {
                         port_bindings,
+                        memory: Some(i64::from(limits.memory_mb) * 1024 * 1024),
+                        nano_cpus: Some((limits.cpus * 1e9) as i64),
+                        pids_limit: Some(limits.pids),
+                        cap_drop: Some(vec!["ALL".into()]),
+                        cap_add: Some(KEPT_CAPABILITIES.iter().map(|c| (*c).into()).collect()),
+                        security_opt: Some(vec!["no-new-privileges".into()]),
+                        network_mode: spec.network.clone(),
+                        // The engine brings the app back after its own restart; Slipway
+                        // then points the edge at the container's new port.
+                        restart_policy: Some(RestartPolicy {
+                            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                            maximum_retry_count: None,
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -282,23 +431,71 @@ pub mod docker {
                     let _ = self.remove(&id).await;
                     return Err(self.error(e));
                 }
-                let mut host_port = None;
-                if let Some(key) = exposed {
-                    let inspected = self
-                        .docker
-                        .inspect_container(&id, None)
-                        .await
-                        .map_err(|e| self.error(e))?;
-                    host_port = inspected
-                        .network_settings
-                        .and_then(|n| n.ports)
-                        .and_then(|mut ports| ports.remove(&key))
-                        .flatten()
-                        .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
-                        .and_then(|p| p.parse().ok());
-                }
+                let host_port = match spec.port {
+                    Some(port) => self.published(&id, port).await?,
+                    None => None,
+                };
                 Ok(StartedContainer { id, host_port })
             })
+        }
+
+        fn host_port<'a>(
+            &'a self,
+            container: &'a str,
+            port: u16,
+        ) -> BoxFuture<'a, Result<Option<u16>, RuntimeError>> {
+            Box::pin(self.published(container, port))
+        }
+
+        fn ensure_network<'a>(
+            &'a self,
+            name: &'a str,
+            labels: HashMap<String, String>,
+        ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move {
+                match self.docker.inspect_network(name, None).await {
+                    Ok(_) => return Ok(()),
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(self.error(e)),
+                }
+                let request = NetworkCreateRequest {
+                    name: name.to_owned(),
+                    driver: Some("bridge".into()),
+                    labels: Some(labels),
+                    ..Default::default()
+                };
+                match self.docker.create_network(request).await {
+                    Ok(_) => Ok(()),
+                    // Created meanwhile by another deployment of the same app.
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 409,
+                        ..
+                    }) => Ok(()),
+                    Err(e) => Err(self.error(e)),
+                }
+            })
+        }
+
+        fn remove_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move {
+                match self.docker.remove_network(name).await {
+                    Ok(())
+                    | Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(()),
+                    Err(e) => Err(self.error(e)),
+                }
+            })
+        }
+
+        fn events(&self, instance: &str) -> futures_util::stream::BoxStream<'static, RuntimeEvent> {
+            let runtime = self.clone();
+            let label = format!("slipway.instance={instance}");
+            Box::pin(async_stream_events(runtime, label))
         }
 
         fn state<'a>(
@@ -308,8 +505,10 @@ pub mod docker {
             Box::pin(async move {
                 match self.docker.inspect_container(container, None).await {
                     Ok(inspected) => {
+                        // Restarted by its restart policy: it exited at least once.
+                        let restarted = inspected.restart_count.unwrap_or(0) > 0;
                         let state = inspected.state.unwrap_or_default();
-                        if state.running.unwrap_or(false) {
+                        if state.running.unwrap_or(false) && !restarted {
                             Ok(ContainerState::Running)
                         } else {
                             Ok(ContainerState::Exited {

@@ -12,7 +12,7 @@ use crate::git::{Repo, Source, SourceError};
 use crate::lifecycle::{Activity, Ending, Lifecycle, Run, WriteError};
 use crate::logstore::LineSplitter;
 use crate::runtime::{
-    BuildContext, BuildRequest, ContainerSpec, ContainerState, Runtime, RuntimeError,
+    BuildContext, BuildRequest, ContainerSpec, ContainerState, Limits, Runtime, RuntimeError,
 };
 use protocol::{DeploymentId, Status};
 use std::collections::HashMap;
@@ -54,6 +54,8 @@ pub(crate) struct WorkerContext {
     pub shutdown: CancellationToken,
     /// For health probes: one client, its connections reused.
     pub http: reqwest::Client,
+    /// The edge, when it is on: a healthy new container gets the app's traffic through it.
+    pub edge: Option<Arc<crate::edge::Edge>>,
 }
 
 /// The workers' part of the configuration.
@@ -160,6 +162,8 @@ enum Failure {
     Stalled(Duration),
     #[error("{0}")]
     EngineGone(RuntimeError),
+    #[error("{0}")]
+    Edge(crate::edge::EdgeError),
 }
 
 /// Why a pipeline stopped early.
@@ -328,8 +332,22 @@ impl Pipeline<'_> {
             }
         };
 
-        let name = container_name(&app.name, id, &cx.settings.instance);
-        run.say(format!("Starting container {name}")).await?;
+        let instance = &cx.settings.instance;
+        let name = container_name(&app.name, id, instance);
+        let network = network_name(&app.name, instance);
+        cx.runtime
+            .ensure_network(&network, labels(app.id, None, instance))
+            .await?;
+        let limits = Limits {
+            memory_mb: app.memory_mb,
+            cpus: app.cpus,
+            ..Limits::default()
+        };
+        run.say(format!(
+            "Starting container {name} on network {network} ({} MB, {} CPU)",
+            limits.memory_mb, limits.cpus
+        ))
+        .await?;
         let started = cx
             .runtime
             .start(ContainerSpec {
@@ -337,7 +355,9 @@ impl Pipeline<'_> {
                 image: tag,
                 env: app.env.clone(),
                 port: app.port,
-                labels: labels(app.id, id),
+                labels: labels(app.id, Some(id), instance),
+                network: Some(network),
+                limits,
             })
             .await?;
         self.new_container = Some(started.id.clone());
@@ -362,12 +382,46 @@ impl Pipeline<'_> {
                     .await?
             }
         }
+        if app.port.is_some() && started.host_port.is_none() {
+            // Its port is not published: it stopped at once.
+            let state = cx.runtime.state(&started.id).await?;
+            return Err(self.died(&started.id, state).await.into());
+        }
         self.health_check(run, &started.id, started.host_port)
             .await?;
 
-        // Hand over: the new container serves; only now stop the previous one.
-        let previous = run.app().await?.container_id;
-        if let Some(previous) = previous.filter(|p| *p != started.id) {
+        // Hand over: the edge sends the app's traffic to the new container, then the old
+        // one finishes what it was doing, and only then is it stopped.
+        let serving = run.app().await?;
+        let previous = serving.container_id.clone().filter(|p| *p != started.id);
+        let mut public_url = url.clone();
+        if let (Some(edge), Some(port)) = (&cx.edge, started.host_port) {
+            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let route = crate::route_of(edge.settings(), &serving, Some(upstream));
+            let hosts = route.hosts.join(", ");
+            edge.set(app.id, route).await.map_err(Failure::Edge)?;
+            run.say(format!(
+                "The edge now sends {hosts} to container {}",
+                short(&started.id)
+            ))
+            .await?;
+            public_url = Some(edge.settings().public_url(&app.name));
+        }
+        run.serve(&started.id, url.as_deref(), public_url.as_deref())
+            .await?;
+        self.new_container = None;
+        if let (Some(edge), Some(previous_upstream)) =
+            (&cx.edge, upstream_of(serving.url.as_deref()))
+            && previous.is_some()
+        {
+            let waited = edge.drain(previous_upstream).await;
+            run.say(format!(
+                "The previous container finished its requests ({} ms)",
+                waited.as_millis()
+            ))
+            .await?;
+        }
+        if let Some(previous) = previous {
             match cx.runtime.remove(&previous).await {
                 Ok(()) => {
                     run.say(format!(
@@ -385,13 +439,12 @@ impl Pipeline<'_> {
                 }
             }
         }
-        run.say(match &url {
+        run.say(match &public_url {
             Some(url) => format!("Deployment successful: {url}"),
             None => "Deployment successful".to_owned(),
         })
         .await?;
-        run.succeed(&started.id, url.as_deref()).await?;
-        self.new_container = None;
+        run.succeed().await?;
         Ok(())
     }
 
@@ -455,7 +508,7 @@ impl Pipeline<'_> {
             context: stream_tar(workdir.clone()).await?,
             dockerfile: app.dockerfile.clone(),
             tag: tag.clone(),
-            labels: labels(app.id, id),
+            labels: labels(app.id, Some(id), &cx.settings.instance),
         };
         let build = cx.runtime.build(request, tx);
         let (image, pumped) = tokio::join!(build, pump(run, rx, true));
@@ -643,12 +696,28 @@ fn container_name(app: &str, deployment: DeploymentId, instance: &str) -> String
     format!("slipway-{app}-{deployment}-{instance}")
 }
 
-fn labels(app: i64, deployment: DeploymentId) -> HashMap<String, String> {
-    HashMap::from([
+/// The app's own network: its containers join no other, so apps cannot reach each other.
+pub(crate) fn network_name(app: &str, instance: &str) -> String {
+    format!("slipway-{app}-{instance}")
+}
+
+fn labels(app: i64, deployment: Option<DeploymentId>, instance: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
         ("slipway.managed".to_owned(), "true".to_owned()),
+        ("slipway.instance".to_owned(), instance.to_owned()),
         ("slipway.app".to_owned(), app.to_string()),
-        ("slipway.deployment".to_owned(), deployment.to_string()),
-    ])
+    ]);
+    if let Some(deployment) = deployment {
+        labels.insert("slipway.deployment".to_owned(), deployment.to_string());
+    }
+    labels
+}
+
+/// `http://127.0.0.1:PORT` (a serving container's loopback address) as a socket address.
+fn upstream_of(url: Option<&str>) -> Option<std::net::SocketAddr> {
+    let url = url::Url::parse(url?).ok()?;
+    let host: std::net::IpAddr = url.host_str()?.parse().ok()?;
+    Some(std::net::SocketAddr::new(host, url.port()?))
 }
 
 fn short(id: &str) -> &str {

@@ -185,9 +185,25 @@ pub struct App {
     pub port: Option<u16>,
     pub env_keys: Vec<String>,
     pub created_at: String,
-    /// Where the running container answers, once a deployment succeeded.
+    /// The app's public address (through the edge) once a deployment succeeded; with the
+    /// edge off, where its container answers on loopback.
     pub url: Option<String>,
     pub last_deployment: Option<Deployment>,
+    /// Extra host names the edge serves the app at, beside `<name>.<apps domain>`.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u32,
+    #[serde(default = "default_cpus")]
+    pub cpus: f64,
+}
+
+fn default_memory_mb() -> u32 {
+    validate::DEFAULT_MEMORY_MB
+}
+
+fn default_cpus() -> f64 {
+    validate::DEFAULT_CPUS
 }
 
 /// A deployment as the API shows it.
@@ -249,6 +265,13 @@ pub struct NewApp {
     pub port: Option<i64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Extra host names (PROTOCOL.md: unique across apps).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub memory_mb: Option<i64>,
+    #[serde(default)]
+    pub cpus: Option<f64>,
 }
 
 impl NewApp {
@@ -269,6 +292,7 @@ impl NewApp {
             dockerfile: validate::blank_to_none(dockerfile),
             port: validate::port_text(port, "port")?,
             env: validate::env_lines(env, "env")?,
+            ..NewApp::default()
         })
     }
 }
@@ -301,6 +325,13 @@ pub struct AppChanges {
     pub port: Option<Option<i64>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, Option<String>>,
+    /// Replaces the app's extra host names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
 }
 
 /// A field that is present, even as `null`: `Some(None)`; absent fields stay `None`

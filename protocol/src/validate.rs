@@ -30,7 +30,7 @@ impl std::fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 /// A new app that passed every rule, with defaults filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValidApp {
     pub name: String,
     pub repo_url: String,
@@ -38,7 +38,17 @@ pub struct ValidApp {
     pub dockerfile: String,
     pub port: Option<u16>,
     pub env: BTreeMap<String, String>,
+    /// Extra host names, lower case, each once.
+    pub domains: Vec<String>,
+    pub memory_mb: u32,
+    pub cpus: f64,
 }
+
+/// An app's memory limit when none is given, in MB.
+pub const DEFAULT_MEMORY_MB: u32 = 512;
+/// An app's CPU limit when none is given.
+pub const DEFAULT_CPUS: f64 = 1.0;
+const MAX_DOMAINS: usize = 50;
 
 const MAX_URL: usize = 2048;
 const MAX_REF: usize = 255;
@@ -68,7 +78,89 @@ pub fn new_app(new: &NewApp, allow_local: bool) -> Result<ValidApp, FieldError> 
         dockerfile,
         port,
         env: new.env.clone(),
+        domains: domains(&new.domains)?,
+        memory_mb: new
+            .memory_mb
+            .map(memory_mb)
+            .transpose()?
+            .unwrap_or(DEFAULT_MEMORY_MB),
+        cpus: new.cpus.map(cpus).transpose()?.unwrap_or(DEFAULT_CPUS),
     })
+}
+
+/// A DNS name: labels of `a-z`, `0-9` and `-` (not at either end), 1 to 63 characters
+/// each, 253 in all; not an IP address. Errors name `field`.
+pub fn domain(name: &str, field: &str) -> Result<(), FieldError> {
+    let bad = |why: String| Err(FieldError::new(field, why));
+    if name.is_empty() || name.len() > 253 {
+        return bad(format!("{name:?} must be 1 to 253 characters long"));
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return bad(format!(
+                "{name:?} is not a host name: labels of a-z, 0-9 and '-' (not first or last), 1 to 63 characters"
+            ));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return bad(format!("{name:?} is an IP address, not a host name"));
+    }
+    Ok(())
+}
+
+/// An app's extra host names: each a valid DNS name (case is ignored), at most 50.
+pub fn domains(names: &[String]) -> Result<Vec<String>, FieldError> {
+    if names.len() > MAX_DOMAINS {
+        return Err(FieldError::new("domains", "at most 50 host names"));
+    }
+    let mut valid: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        domain(&name, "domains")?;
+        if !valid.contains(&name) {
+            valid.push(name);
+        }
+    }
+    Ok(valid)
+}
+
+pub fn memory_mb(mb: i64) -> Result<u32, FieldError> {
+    u32::try_from(mb)
+        .ok()
+        .filter(|mb| (16..=262_144).contains(mb))
+        .ok_or_else(|| {
+            FieldError::new(
+                "memory_mb",
+                "must be a whole number of MB from 16 to 262144",
+            )
+        })
+}
+
+pub fn cpus(cpus: f64) -> Result<f64, FieldError> {
+    if cpus.is_finite() && (0.01..=256.0).contains(&cpus) {
+        Ok(cpus)
+    } else {
+        Err(FieldError::new("cpus", "must be a number from 0.01 to 256"))
+    }
+}
+
+/// Host names typed into a form: separated by spaces, commas or lines.
+pub fn domain_text(text: &str) -> Vec<String> {
+    text.split([' ', ',', '\n', '\r', '\t'])
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn app_name(name: &str) -> Result<(), FieldError> {
@@ -427,6 +519,45 @@ mod tests {
         assert!(env(&vars).is_ok());
         vars.insert("1BAD".to_owned(), "x".to_owned());
         assert_eq!(env(&vars).expect_err("bad name").field, "env");
+    }
+
+    #[test]
+    fn domains_and_limits() {
+        assert_eq!(
+            domains(&[
+                "WWW.Example.com.".into(),
+                "www.example.com".into(),
+                "hello.localhost".into()
+            ]),
+            Ok(vec![
+                "www.example.com".to_owned(),
+                "hello.localhost".to_owned()
+            ])
+        );
+        for bad in [
+            "",
+            "-a.example",
+            "a-.example",
+            "a..b",
+            "a_b.example",
+            "1.2.3.4",
+            "exa mple.com",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(
+                domains(&[bad.to_owned()]).expect_err(bad).field,
+                "domains",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(memory_mb(512), Ok(512));
+        assert_eq!(memory_mb(8).expect_err("too small").field, "memory_mb");
+        assert_eq!(cpus(0.5), Ok(0.5));
+        assert_eq!(cpus(f64::NAN).expect_err("nan").field, "cpus");
+        assert_eq!(
+            domain_text("a.example, b.example\nc.example"),
+            ["a.example", "b.example", "c.example"]
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ async fn deploy(
     let app = server
         .create_app(name, &repo.display().to_string(), json!({}))
         .await;
-    let id = server.deploy(app).await;
+    let id = server.queue_deployment(app).await;
     (id, server.follow(id, LIMIT).await)
 }
 

@@ -25,6 +25,10 @@ struct Slipway {
     child: tokio::process::Child,
     addr: SocketAddr,
     output: Arc<Mutex<String>>,
+    /// Counts the lines printed: a change wakes [`Slipway::wait_for`].
+    printed: tokio::sync::watch::Sender<u64>,
+    /// The tasks reading stdout and stderr: done once the process has closed both.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Slipway {
@@ -35,6 +39,8 @@ impl Slipway {
             .env("SLIPWAY_DATA_DIR", data)
             .env("SLIPWAY_ALLOW_LOCAL_REPOS", "1")
             .env("SLIPWAY_HEALTH_TIMEOUT_SECS", "20")
+            // The edge (Caddy) is not what these tests attack.
+            .env("SLIPWAY_EDGE_HTTP_ADDR", "off")
             .env("NO_COLOR", "1")
             .env_remove("SLIPWAY_ADMIN_TOKEN")
             .env_remove("SLIPWAY_PUBLIC_URL")
@@ -46,23 +52,28 @@ impl Slipway {
         }
         let mut child = command.spawn().unwrap();
         let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         let (found, mut addr) = tokio::sync::mpsc::channel(1);
+        let printed = tokio::sync::watch::Sender::new(0u64);
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
             Box::new(child.stderr.take().unwrap()),
         ] {
-            let (output, found) = (output.clone(), found.clone());
-            tokio::spawn(async move {
+            let (output, found, printed) = (output.clone(), found.clone(), printed.clone());
+            readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some(rest) = line.split("serving the dashboard on http://").nth(1) {
                         let _ = found.send(rest.trim().parse::<SocketAddr>().ok()).await;
                     }
-                    let mut all = output.lock().unwrap();
-                    all.push_str(&line);
-                    all.push('\n');
+                    {
+                        let mut all = output.lock().unwrap();
+                        all.push_str(&line);
+                        all.push('\n');
+                    }
+                    printed.send_modify(|n| *n += 1);
                 }
-            });
+            }));
         }
         let addr = tokio::time::timeout(Duration::from_secs(60), addr.recv())
             .await
@@ -73,7 +84,25 @@ impl Slipway {
             child,
             addr,
             output,
+            printed,
+            readers,
         }
+    }
+
+    /// Everything printed so far, once it contains `needle` (within a minute).
+    async fn wait_for(&self, needle: &str) -> String {
+        let mut changed = self.printed.subscribe();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let output = self.output();
+                if output.contains(needle) {
+                    return output;
+                }
+                changed.changed().await.expect("the output is still read");
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{needle:?} was never printed: {}", self.output()))
     }
 
     fn pid(&self) -> u32 {
@@ -90,6 +119,10 @@ impl Slipway {
             .status();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
         let _ = self.child.kill().await;
+        // Every line it printed, to the last.
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        }
         self.output()
     }
 }
@@ -157,7 +190,7 @@ async fn a_fresh_install_is_claimed_only_with_its_printed_link() {
     )
     .await;
     let addr = slipway.addr;
-    let printed = slipway.output();
+    let printed = slipway.wait_for("/setup?code=").await;
     let link = printed
         .split_whitespace()
         .find(|w| w.starts_with("https://deploy.example.com/setup?code="))

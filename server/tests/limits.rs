@@ -95,7 +95,7 @@ async fn a_repository_of_countless_files_is_refused() {
     let app = server
         .create_app("many", &repo.display().to_string(), json!({}))
         .await;
-    let id = server.deploy(app).await;
+    let id = server.queue_deployment(app).await;
     let (_, last) = end_of(&server, id).await;
     assert_eq!(last.status, Status::Failed, "{last:?}");
     assert_eq!(last.failed_stage, Some(Status::Cloning));
@@ -124,7 +124,7 @@ async fn checkouts_are_removed_on_every_way_out() {
     let big = server
         .create_app("big", &repo.display().to_string(), json!({}))
         .await;
-    let id = server.deploy(big).await;
+    let id = server.queue_deployment(big).await;
     let (_, last) = end_of(&server, id).await;
     assert_eq!(last.status, Status::Failed);
     assert!(
@@ -157,7 +157,7 @@ async fn checkouts_are_removed_on_every_way_out() {
         }
     });
     let slow = server.create_app("slow", &hang_url, json!({})).await;
-    let id = server.deploy(slow).await;
+    let id = server.queue_deployment(slow).await;
     tokio::time::timeout(LIMIT, accepted.recv())
         .await
         .expect("git connects to the hanging server");
@@ -181,7 +181,7 @@ async fn checkouts_are_removed_on_every_way_out() {
 
     // Cancelled while building (the script holds until cancelled).
     let held = server.create_app("held", &url, json!({})).await;
-    let id = server.deploy(held).await;
+    let id = server.queue_deployment(held).await;
     let mut viewer = server.ws(&format!("id={id}")).await;
     tokio::time::timeout(LIMIT, async {
         while let Some(event) = viewer.next_event().await {
@@ -205,7 +205,7 @@ async fn checkouts_are_removed_on_every_way_out() {
     let lost = server
         .create_app("lost", &url, json!({"dockerfile": "deploy/Dockerfile"}))
         .await;
-    let id = server.deploy(lost).await;
+    let id = server.queue_deployment(lost).await;
     let (_, last) = end_of(&server, id).await;
     assert_eq!(last.status, Status::Failed);
     assert!(
@@ -218,7 +218,7 @@ async fn checkouts_are_removed_on_every_way_out() {
     let fine = server
         .create_app("fine", &repo.display().to_string(), json!({}))
         .await;
-    let id = server.deploy(fine).await;
+    let id = server.queue_deployment(fine).await;
     let (_, last) = end_of(&server, id).await;
     assert_eq!(last.status, Status::Success, "{}", last.error_message);
     assert!(!checkout(&server, id).exists(), "success: left behind");

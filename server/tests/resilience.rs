@@ -4,28 +4,12 @@
 
 mod common;
 
-use common::{HTTPD_DOCKERFILE, TestServer, git_repo};
+use common::{Binary as Slipway, HTTPD_DOCKERFILE, TestServer, commit, git_repo};
 use protocol::{Event, Status};
 use serde_json::json;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(180);
-
-fn commit(repo: &Path, name: &str, content: &str) {
-    std::fs::write(repo.join(name), content).expect("write");
-    for args in [&["add", "."][..], &["commit", "-q", "-m", "change"]] {
-        let ok = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@slipway.invalid"])
-            .args(args)
-            .current_dir(repo)
-            .status()
-            .expect("git")
-            .success();
-        assert!(ok, "git {args:?}");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unhealthy_new_container_fails_and_the_old_one_keeps_serving() {
@@ -99,49 +83,6 @@ async fn an_unhealthy_new_container_fails_and_the_old_one_keeps_serving() {
     server.stop().await;
 }
 
-/// The real server binary, as a child process.
-struct Slipway {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Slipway {
-    async fn start(data: &Path, addr: std::net::SocketAddr) -> Slipway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .env("SLIPWAY_ADDR", addr.to_string())
-            .env("SLIPWAY_DATA_DIR", data)
-            .env("SLIPWAY_ALLOW_LOCAL_REPOS", "1")
-            .env("SLIPWAY_ADMIN_TOKEN", common::ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("start slipway");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Slipway { child, addr };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        child.kill().ok();
-        child.wait().ok();
-        panic!("slipway did not start on {addr}");
-    }
-
-    async fn json(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (u16, serde_json::Value) {
-        let text = body.map(|b| b.to_string());
-        let (status, body) = common::http(self.addr, method, path, text.as_deref()).await;
-        (status, serde_json::from_str(&body).unwrap_or_default())
-    }
-
-    async fn ws(&self, query: &str) -> common::Viewer {
-        common::Viewer::connect(&format!("ws://{}/api/deployments/logs?{query}", self.addr)).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_a_build_then_restart() {
     let dir = common::temp_dir("kill9");
@@ -157,7 +98,7 @@ async fn kill_9_in_the_middle_of_a_build_then_restart() {
     let slow_repo = git_repo(&dir.join("slow"), &[("Dockerfile", &slow)]);
     let fast_repo = git_repo(&dir.join("fast"), &[("Dockerfile", HTTPD_DOCKERFILE)]);
 
-    let mut server = Slipway::start(&data, addr).await;
+    let mut server = Slipway::start(&data, addr, &[]).await;
     let (_, slow_app) = server
         .json(
             "POST",
@@ -195,7 +136,7 @@ async fn kill_9_in_the_middle_of_a_build_then_restart() {
     server.child.kill().expect("kill -9");
     server.child.wait().expect("reaped");
 
-    server = Slipway::start(&data, addr).await;
+    server = Slipway::start(&data, addr, &[]).await;
     let (status, after) = server
         .json("GET", &format!("/api/deployments/{id}"), None)
         .await;

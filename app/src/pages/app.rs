@@ -35,7 +35,14 @@ pub fn AppPage() -> impl IntoView {
                                     <a href=url.clone() class="text-sm text-emerald-300 hover:underline">{url.clone()}</a>
                                 })}
                             </div>
-                            <SettingsForm app=app.clone() />
+                            {(!app.domains.is_empty()).then(|| view! {
+                                <p class="mt-2 text-sm text-slate-400" data-testid="domains">
+                                    "Also at: "
+                                    {app.domains.iter().map(|d| view! { <code class="mr-2 text-slate-300">{d.clone()}</code> }).collect_view()}
+                                </p>
+                            })}
+                            // Formatted here, on the server: float formatting stays out of the WebAssembly.
+                            <SettingsForm app=app.clone() cpus=app.cpus.to_string() />
                             <h2 class="mt-8 text-xl font-semibold">"Deployments"</h2>
                             {if view.deployments.is_empty() {
                                 view! { <p class="mt-2 text-slate-400">"No deployments yet."</p> }.into_any()
@@ -127,7 +134,7 @@ fn RedeployButton(id: DeploymentId) -> impl IntoView {
 /// The app's settings. Environment values are write-only: the form shows which names are
 /// set, takes new `NAME=value` lines, and never receives a value back.
 #[island]
-fn SettingsForm(app: App) -> impl IntoView {
+fn SettingsForm(app: App, cpus: String) -> impl IntoView {
     let update = ServerAction::<UpdateApp>::new();
     let (env_keys, set_env_keys) = signal(app.env_keys.clone());
     let env_set = NodeRef::<leptos::html::Textarea>::new();
@@ -158,7 +165,16 @@ fn SettingsForm(app: App) -> impl IntoView {
             .filter(|p| {
                 !matches!(
                     p.field.as_deref(),
-                    Some("repo_url" | "branch" | "dockerfile" | "port" | "env_set")
+                    Some(
+                        "repo_url"
+                            | "branch"
+                            | "dockerfile"
+                            | "port"
+                            | "env_set"
+                            | "domains"
+                            | "memory_mb"
+                            | "cpus"
+                    )
                 )
             })
             .map(|p| view! { <ErrorNote message=p.message /> })
@@ -193,6 +209,23 @@ fn SettingsForm(app: App) -> impl IntoView {
                         <label for="port" class="text-sm text-slate-300">"Port"</label>
                         <input id="port" name="port" inputmode="numeric" value=app.port.map(|p| p.to_string()).unwrap_or_default() class=INPUT />
                         {field_error("port")}
+                    </div>
+                </div>
+                <div>
+                    <label for="domains" class="text-sm text-slate-300">"Extra domains (one per line)"</label>
+                    <textarea id="domains" name="domains" rows="2" placeholder="www.example.com" class=INPUT>{app.domains.join("\n")}</textarea>
+                    {field_error("domains")}
+                </div>
+                <div class="grid grid-cols-1 gap-3 sm:grid-cols-3">
+                    <div>
+                        <label for="memory_mb" class="text-sm text-slate-300">"Memory (MB)"</label>
+                        <input id="memory_mb" name="memory_mb" inputmode="numeric" value=app.memory_mb.to_string() class=INPUT />
+                        {field_error("memory_mb")}
+                    </div>
+                    <div>
+                        <label for="cpus" class="text-sm text-slate-300">"CPUs"</label>
+                        <input id="cpus" name="cpus" inputmode="decimal" value=cpus class=INPUT />
+                        {field_error("cpus")}
                     </div>
                 </div>
                 <fieldset class="rounded border border-slate-800 p-3">

@@ -35,7 +35,10 @@ pub fn AppsPage() -> impl IntoView {
                                             </time>
                                         })}
                                         {app.url.map(|url| view! {
-                                            <a href=url.clone() class="ml-auto text-sm text-emerald-300 hover:underline">{url.clone()}</a>
+                                            <a href=url.clone() class="ml-auto text-sm text-emerald-300 hover:underline" data-testid="public-url">{url.clone()}</a>
+                                        })}
+                                        {(!app.domains.is_empty()).then(|| view! {
+                                            <span class="basis-full text-xs text-slate-500">{format!("also {}", app.domains.join(", "))}</span>
                                         })}
                                     </li>
                                 }).collect_view()}

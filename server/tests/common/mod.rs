@@ -72,6 +72,8 @@ impl TestServer {
                 "SLIPWAY_DATA_DIR" => Some(dir.join("data").display().to_string()),
                 "SLIPWAY_ALLOW_LOCAL_REPOS" => Some("1".into()),
                 "SLIPWAY_HEALTH_TIMEOUT_SECS" => Some("20".into()),
+                // Tests that need the edge give it free ports (tests/edge.rs).
+                "SLIPWAY_EDGE_HTTP_ADDR" => Some("off".into()),
                 "SLIPWAY_ADMIN_TOKEN" => Some(ADMIN_TOKEN.into()),
                 _ => None,
             }
@@ -487,7 +489,7 @@ impl TestServer {
     }
 
     /// Queues a deployment of `app`; answers its id.
-    pub async fn deploy(&self, app: i64) -> i64 {
+    pub async fn queue_deployment(&self, app: i64) -> i64 {
         let (status, d) = self
             .json(
                 "POST",
@@ -516,5 +518,87 @@ impl TestServer {
             .json("GET", &format!("/api/deployments/{id}"), None)
             .await;
         (deployment["app_id"].as_i64().unwrap(), id)
+    }
+}
+
+/// Commits `content` as `name` in `repo`.
+pub fn commit(repo: &Path, name: &str, content: &str) {
+    std::fs::write(repo.join(name), content).expect("write");
+    for args in [&["add", "."][..], &["commit", "-q", "-m", "change"]] {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@slipway.invalid"])
+            .args(args)
+            .current_dir(repo)
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The real server binary, as a child process (so tests can `kill -9` it).
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Binary {
+    /// Starts `slipway` on `addr` with data in `data`, the admin token, the edge off
+    /// unless `vars` say otherwise, and `vars`.
+    pub async fn start(data: &Path, addr: std::net::SocketAddr, vars: &[(&str, String)]) -> Binary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        command
+            .env("SLIPWAY_ADDR", addr.to_string())
+            .env("SLIPWAY_DATA_DIR", data)
+            .env("SLIPWAY_ALLOW_LOCAL_REPOS", "1")
+            .env("SLIPWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SLIPWAY_EDGE_HTTP_ADDR", "off")
+            .env("RUST_LOG", "warn");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start slipway");
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Binary { child, addr };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        child.kill().ok();
+        child.wait().ok();
+        panic!("slipway did not start on {addr}");
+    }
+
+    pub async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let text = body.map(|b| b.to_string());
+        let (status, body) = http(self.addr, method, path, text.as_deref()).await;
+        (status, serde_json::from_str(&body).unwrap_or_default())
+    }
+
+    pub async fn ws(&self, query: &str) -> Viewer {
+        Viewer::connect(&format!("ws://{}/api/deployments/logs?{query}", self.addr)).await
+    }
+
+    /// Deletes every app (and so its containers), then stops the server gracefully.
+    pub async fn stop(mut self) {
+        let (_, apps) = self.json("GET", "/api/apps", None).await;
+        for app in apps.as_array().cloned().unwrap_or_default() {
+            let (status, body) = self
+                .json("DELETE", &format!("/api/apps/{}", app["id"]), None)
+                .await;
+            assert_eq!(status, 204, "{body}");
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 }

@@ -131,18 +131,5 @@ pub fn LogSearch(
 /// Asks the server which lines contain `needle`.
 #[cfg(feature = "hydrate")]
 async fn find(id: DeploymentId, needle: &str) -> Option<Vec<Seq>> {
-    let query = String::from(js_sys::encode_uri_component(needle));
-    let response = gloo_net::http::Request::get(&format!("/api/deployments/{id}/search?q={query}"))
-        .send()
-        .await
-        .ok()?;
-    if !response.ok() {
-        return None;
-    }
-    let text = response.text().await.ok()?;
-    Some(
-        serde_json::from_str::<protocol::SearchResult>(&text)
-            .ok()?
-            .seqs,
-    )
+    crate::api::search_log(id, needle.to_owned()).await.ok()
 }
