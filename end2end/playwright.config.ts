@@ -6,7 +6,10 @@ const port = Number(process.env.SLIPWAY_E2E_PORT ?? 3917);
 // The edge (Caddy) of this server: apps answer at http://<name>.localhost:<edgePort>.
 export const edgePort = port + 1000;
 const bin = process.env.SLIPWAY_BIN ?? "target/release/slipway";
-const dataDir = process.env.SLIPWAY_E2E_DATA ?? `/tmp/slipway-e2e-${process.pid}`;
+// Set once, in the runner, so the workers (which inherit its environment) find the same
+// directory: the setup test reads the one-time setup code from it.
+process.env.SLIPWAY_E2E_DATA ??= `/tmp/slipway-e2e-${process.pid}`;
+export const dataDir = process.env.SLIPWAY_E2E_DATA;
 // Clean-up in afterAll hooks uses the admin token; the browser signs in as a person.
 export const adminToken = "e2e-admin-token-0123456789abcdef";
 export const adminUser = { username: "admin", password: "e2e password 1234" };

@@ -331,6 +331,19 @@ pub async fn cancel_deployment(id: i64) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Whether `code` is the setup code, so `/setup` may show its form (while no account
+/// exists). A wrong or missing code answers `false` and makes the page a 403.
+#[server]
+pub async fn setup_allowed(code: String) -> Result<bool, AppError> {
+    let allowed = ssr::engine()?.auth().setup_code_matches(&code);
+    if !allowed
+        && let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+    {
+        response.set_status(axum::http::StatusCode::FORBIDDEN);
+    }
+    Ok(allowed)
+}
+
 /// Who is signed in, for the header; `None` on the public sign-in pages.
 #[server]
 pub async fn current_user() -> Result<Option<String>, AppError> {

@@ -52,7 +52,7 @@ pub fn App() -> impl IntoView {
     view! {
         <Router>
             <header class="border-b border-slate-800 bg-slate-900/80">
-                <nav class="mx-auto flex max-w-5xl items-center gap-6 px-4 py-3">
+                <nav class="mx-auto flex max-w-5xl flex-wrap items-center gap-x-6 gap-y-2 px-4 py-3">
                     <A href="/" attr:class="text-lg font-semibold tracking-tight text-sky-300">
                         "Slipway"
                     </A>
@@ -70,6 +70,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/setup") view=pages::account::SetupPage ssr=SsrMode::Async />
                     <Route path=path!("/settings/tokens") view=pages::account::TokensPage ssr=SsrMode::Async />
                     <Route path=path!("/settings/notifications") view=pages::notifications::NotificationsPage ssr=SsrMode::Async />
+                    <Route path=path!("/settings/account") view=pages::account::AccountPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -12,6 +12,7 @@
 //! not part of `make test`: these machines are shared, and figures are not pass/fail.
 
 mod edge;
+mod feed;
 
 use anyhow::{Context, Result, bail};
 use engine::runtime::synthetic::{now_us, produced_at};
@@ -36,6 +37,17 @@ fn main() -> Result<()> {
         .build()?;
     if args.get(1).map(String::as_str) == Some("serve") {
         return runtime.block_on(serve(args.iter().any(|a| a == "--docker")));
+    }
+    if args.get(1).map(String::as_str) == Some("feed") {
+        // Only the event feed's section, on a fresh server.
+        return runtime.block_on(async {
+            let dir = std::env::temp_dir().join(format!("slipway-bench-feed-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let mut report = Report(Vec::new());
+            feed::run(&dir, &mut report, args.iter().any(|a| a == "--quick")).await?;
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(())
+        });
     }
     runtime.block_on(bench(args.iter().any(|a| a == "--quick")))
 }
@@ -677,6 +689,10 @@ async fn bench(quick: bool) -> Result<()> {
     } else {
         println!("docker: engine not reachable; skipping the real build and the edge");
     }
+
+    // 9. The event feed: 1,000 viewers, app changes committed one by one.
+    println!("feed: 1,000 viewers of /api/events, app changes from 4 clients");
+    feed::run(&dir.join("feed"), &mut report, quick).await?;
 
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (what, value, target) in &report.0 {

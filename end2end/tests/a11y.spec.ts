@@ -1,5 +1,5 @@
 import { test, expect, Page } from "@playwright/test";
-import { api, deployViaApi, makeRepo, waitForEnd } from "./helpers";
+import { deployViaApi, makeRepo, waitForEnd, removeAllApps } from "./helpers";
 import { storageState } from "../playwright.config";
 
 const roles = ["button", "link", "textbox", "searchbox", "spinbutton", "checkbox", "combobox", "log", "progressbar"] as const;
@@ -27,6 +27,7 @@ test("every control on every page has an accessible name; nothing overflows at p
     ["tokens", "/settings/tokens"],
     ["runtime-logs", `/apps/${done.app_id}/logs`],
     ["notifications", "/settings/notifications"],
+    ["account", "/settings/account"],
   ];
 
   // Every request goes to Slipway itself: no CDN, no font or script from elsewhere.
@@ -87,10 +88,4 @@ test("pages are useful without JavaScript: the monitor's status and last lines, 
   await context.close();
 });
 
-test.afterAll(async ({ request }) => {
-  const apps = await (await request.get("/api/apps", { headers: api })).json();
-  for (const app of apps) {
-    const answer = await request.delete(`/api/apps/${app.id}`, { headers: api });
-    expect(answer.status()).toBe(204);
-  }
-});
+test.afterAll(async ({ request }) => removeAllApps(request));

@@ -1,5 +1,5 @@
 import { test, expect } from "@playwright/test";
-import { addApp, api, collectRows, expectContiguous, makeRepo, slowLines, watchConsole } from "./helpers";
+import { addApp, collectRows, expectContiguous, makeRepo, slowLines, watchConsole, removeAllApps } from "./helpers";
 import { edgePort } from "../playwright.config";
 
 test("add an app, deploy it and watch it succeed live", async ({ page }, testInfo) => {
@@ -154,11 +154,4 @@ test("a monitor frozen in a background tab catches up at once when it comes back
 });
 
 // Remove what the tests deployed: deleting an app stops and removes its container.
-test.afterAll(async ({ request }) => {
-  const headers = api;
-  const apps = await (await request.get("/api/apps", { headers })).json();
-  for (const app of apps) {
-    const answer = await request.delete(`/api/apps/${app.id}`, { headers });
-    expect(answer.status()).toBe(204);
-  }
-});
+test.afterAll(async ({ request }) => removeAllApps(request));

@@ -65,6 +65,15 @@ export async function addApp(page: Page, name: string, repo: string) {
   await expect(page.getByRole("heading", { name })).toBeVisible();
 }
 
+/// Deletes every app (and so its containers): each spec's clean-up.
+export async function removeAllApps(request: APIRequestContext) {
+  const apps = await (await request.get("/api/apps", { headers: api })).json();
+  for (const app of apps) {
+    const answer = await request.delete(`/api/apps/${app.id}`, { headers: api });
+    expect(answer.status()).toBe(204);
+  }
+}
+
 /// Creates an app and queues a deployment through the API; answers the deployment id.
 export async function deployViaApi(request: APIRequestContext, name: string, repo: string): Promise<number> {
   const app = await request.post("/api/apps", { headers: api, data: { name, repo_url: repo, port: 8080 } });

@@ -1,5 +1,5 @@
 import { test, expect } from "@playwright/test";
-import { api, collectRows, deployViaApi, expectContiguous, makeRepo, slowLines, waitForEnd, watchConsole } from "./helpers";
+import { collectRows, deployViaApi, expectContiguous, makeRepo, slowLines, waitForEnd, watchConsole, removeAllApps } from "./helpers";
 
 const unique = (prefix: string) => `${prefix}-${Date.now() % 1_000_000}`;
 
@@ -199,10 +199,4 @@ test("app settings keep env values write-only; redeploy reuses the image", async
   expect(errors).toEqual([]);
 });
 
-test.afterAll(async ({ request }) => {
-  const apps = await (await request.get("/api/apps", { headers: api })).json();
-  for (const app of apps) {
-    const answer = await request.delete(`/api/apps/${app.id}`, { headers: api });
-    expect(answer.status()).toBe(204);
-  }
-});
+test.afterAll(async ({ request }) => removeAllApps(request));

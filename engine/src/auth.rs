@@ -5,17 +5,27 @@
 //! Every session and token is also held in memory, keyed by that hash: checking a request
 //! costs one hash and one map lookup, never a database query (monitor reconnect storms
 //! stay off the database).
+//!
+//! While no account exists, a random one-time setup code is required to create the admin
+//! account: it is printed at start and written to `<data dir>/setup-code` (readable by
+//! its owner only), so neither a page that rebinds its name to 127.0.0.1 nor a stranger
+//! reaching a fresh install through a proxy can claim it. Every password check goes
+//! through a [`Throttle`]: a few at once, with backoff per address and per user.
 
 use crate::error::{Conflict, EngineError, Missing, Result};
+use crate::throttle::{Refused, Throttle};
 use crate::time;
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use protocol::validate::FieldError;
 use protocol::{ApiToken, CreatedToken};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{OnceLock, RwLock};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 /// How long a browser session lasts.
@@ -64,6 +74,16 @@ pub struct Auth {
     pool: crate::db::Pool,
     admin_token: Option<Digest32>,
     cache: RwLock<Cache>,
+    throttle: Throttle,
+    /// The one-time code that creating the admin account needs; `None` once an account
+    /// exists. A std mutex: never held across an await.
+    setup: Mutex<Option<SetupCode>>,
+}
+
+struct SetupCode {
+    code: String,
+    /// Where it was written for the operator, removed once used.
+    file: Option<PathBuf>,
 }
 
 fn digest(secret: &str) -> Digest32 {
@@ -130,10 +150,109 @@ fn validate_token_name(name: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::Internal(format!("password hashing task failed: {e}")))
+impl From<Refused> for EngineError {
+    fn from(refused: Refused) -> Self {
+        EngineError::TooManyRequests {
+            retry_after: refused.retry_after,
+        }
+    }
+}
+
+thread_local! {
+    /// argon2's working memory (19 MiB), allocated once by each hashing thread and used
+    /// for every hash it computes: a fresh allocation per hash left the allocator holding
+    /// several such blocks per thread (300 MiB after a few dozen sign-in attempts).
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// argon2 of `password` and `salt` into `out`, in this thread's working memory.
+fn argon2_into(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> argon2::Result<()> {
+    let count = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        if blocks.len() < count {
+            blocks.resize(count, Block::default());
+        }
+        argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..count])
+    })
+}
+
+/// A new argon2id PHC string for `password` (the crate's default parameters: 19 MiB, two
+/// passes). Runs on a hashing thread.
+fn hash_blocking(password: &str) -> argon2::password_hash::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut raw = [0u8; 64];
+    let raw = salt.as_salt().decode_b64(&mut raw)?;
+    let params = Params::default();
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        Ok(argon2_into(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            params.clone(),
+            password.as_bytes(),
+            raw,
+            out,
+        )?)
+    })?;
+    Ok(PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    }
+    .to_string())
+}
+
+/// A throwaway hash that unknown users are checked against, so both paths take as long.
+fn dummy_hash() -> String {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY
+        .get_or_init(|| hash_blocking("not a password").unwrap_or_default())
+        .clone()
+}
+
+/// Whether `password` matches a stored PHC string (compared in constant time by
+/// `Output`). A hash asking for more memory than ours is refused, not computed.
+fn verify(stored: &str, password: &str) -> bool {
+    let check = || -> argon2::password_hash::Result<bool> {
+        let hash = PasswordHash::new(stored)?;
+        let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+            return Ok(false);
+        };
+        let params = Params::try_from(&hash)?;
+        if params.m_cost() > Params::DEFAULT_M_COST {
+            return Ok(false);
+        }
+        let algorithm = Algorithm::try_from(hash.algorithm)?;
+        let version = hash
+            .version
+            .map(Version::try_from)
+            .transpose()?
+            .unwrap_or_default();
+        let mut raw = [0u8; 64];
+        let raw = salt.decode_b64(&mut raw)?;
+        let computed = Output::init_with(expected.len(), |out| {
+            Ok(argon2_into(
+                algorithm,
+                version,
+                params,
+                password.as_bytes(),
+                raw,
+                out,
+            )?)
+        })?;
+        Ok(computed == expected)
+    };
+    check().unwrap_or(false)
 }
 
 impl Auth {
@@ -162,6 +281,10 @@ impl Auth {
             has_users: has_users > 0,
             ..Cache::default()
         };
+        let setup = (has_users == 0).then(|| SetupCode {
+            code: random_hex()[..32].to_owned(),
+            file: None,
+        });
         for (hash, username, expires_ms) in sessions {
             if let Some(key) = from_hex(&hash) {
                 cache.sessions.insert(
@@ -182,7 +305,83 @@ impl Auth {
             pool,
             admin_token: admin_token.map(digest),
             cache: RwLock::new(cache),
+            throttle: Throttle::default(),
+            setup: Mutex::new(setup),
         })
+    }
+
+    fn setup_lock(&self) -> std::sync::MutexGuard<'_, Option<SetupCode>> {
+        self.setup.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The code that creating the admin account needs, while no account exists.
+    pub fn setup_code(&self) -> Option<String> {
+        self.setup_lock().as_ref().map(|s| s.code.clone())
+    }
+
+    /// Writes the setup code to `path`, readable and writable by its owner only, so the
+    /// operator (and the end-to-end tests) can read it; it is removed once used.
+    pub fn write_setup_file(&self, path: &Path) -> std::io::Result<()> {
+        let mut setup = self.setup_lock();
+        let Some(setup) = setup.as_mut() else {
+            return match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        };
+        crate::files::write_private(path, format!("{}\n", setup.code).as_bytes())?;
+        setup.file = Some(path.to_owned());
+        Ok(())
+    }
+
+    /// Whether `code` is the setup code (compared as SHA-256 digests, so the time taken
+    /// tells nothing about the code).
+    pub fn setup_code_matches(&self, code: &str) -> bool {
+        self.setup_lock()
+            .as_ref()
+            .is_some_and(|s| digest(&s.code) == digest(code.trim()))
+    }
+
+    /// Argon2 on the blocking pool, a few at a time (see [`Throttle::hash`]).
+    async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        self.throttle
+            .hash(f)
+            .await?
+            .map_err(|e| EngineError::Internal(format!("password hashing failed: {e}")))
+    }
+
+    async fn hash_password(&self, password: &str) -> Result<String> {
+        let password = password.to_owned();
+        self.hashing(move || hash_blocking(&password))
+            .await?
+            .map_err(|e| EngineError::Internal(format!("hashing the password failed: {e}")))
+    }
+
+    /// Checks `password` for `username` under the throttle: refused while the address or
+    /// the user must wait; a failure counts against both, a success clears both.
+    async fn check_password(&self, username: &str, password: &str, from: IpAddr) -> Result<bool> {
+        self.throttle.check(from, username)?;
+        count();
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+        let known = stored.is_some();
+        let password = password.to_owned();
+        let matches = self
+            .hashing(move || verify(&stored.unwrap_or_else(dummy_hash), &password))
+            .await?;
+        if known && matches {
+            self.throttle.succeeded(from, username);
+            Ok(true)
+        } else {
+            self.throttle.failed(from, username);
+            Ok(false)
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -203,19 +402,17 @@ impl Auth {
         self.admin_token.is_some() || self.has_users()
     }
 
-    /// Creates the admin account; only while no account exists (409 afterwards).
-    pub async fn create_admin(&self, username: &str, password: &str) -> Result<String> {
+    /// Creates the admin account: only with the setup code, and only while no account
+    /// exists (409 afterwards).
+    pub async fn create_admin(&self, code: &str, username: &str, password: &str) -> Result<String> {
+        if !self.has_users() && !self.setup_code_matches(code) {
+            return Err(EngineError::Forbidden(
+                "code: the setup code is missing or wrong: open the setup link that Slipway printed when it started",
+            ));
+        }
         validate_username(username)?;
         validate_password(password)?;
-        let password = password.to_owned();
-        let hash = blocking(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-        })
-        .await?
-        .map_err(|e| EngineError::Internal(format!("hashing the password failed: {e}")))?;
+        let hash = self.hash_password(password).await?;
         count();
         let created = sqlx::query(
             "INSERT INTO users (username, password_hash, is_admin, created_at)
@@ -230,47 +427,76 @@ impl Auth {
             return Err(Conflict::AccountExists.into());
         }
         self.write().has_users = true;
+        let used = self.setup_lock().take();
+        if let Some(file) = used.and_then(|s| s.file)
+            && let Err(e) = std::fs::remove_file(&file)
+        {
+            tracing::warn!(file = %file.display(), error = %e, "could not remove the used setup code");
+        }
         self.start_session(username).await
     }
 
     /// Checks a username and password; returns a new session's secret for the cookie.
     /// Unknown users and wrong passwords get the same answer, after the same work.
-    pub async fn login(&self, username: &str, password: &str) -> Result<String> {
-        count();
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?;
-        let known = stored.is_some();
-        let password = password.to_owned();
-        let matches = blocking(move || {
-            // Unknown users are checked against a throwaway hash, so both paths take as long.
-            let stored = stored.unwrap_or_else(|| {
-                static DUMMY: OnceLock<String> = OnceLock::new();
-                DUMMY
-                    .get_or_init(|| {
-                        let salt = SaltString::generate(&mut OsRng);
-                        Argon2::default()
-                            .hash_password(b"not a password", &salt)
-                            .map(|h| h.to_string())
-                            .unwrap_or_default()
-                    })
-                    .clone()
-            });
-            PasswordHash::new(&stored)
-                .map(|hash| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &hash)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await?;
-        if !(known && matches) {
+    /// Refused with `TooManyRequests` while `from` or `username` must wait.
+    pub async fn login(&self, username: &str, password: &str, from: IpAddr) -> Result<String> {
+        if !self.check_password(username, password, from).await? {
             return Err(EngineError::Unauthorized("wrong username or password"));
         }
         self.start_session(username).await
+    }
+
+    /// Changes `username`'s password after checking the current one (under the same
+    /// throttle as signing in), ends every session of that user, and answers a new one.
+    pub async fn change_password(
+        &self,
+        username: &str,
+        current: &str,
+        new: &str,
+        from: IpAddr,
+    ) -> Result<String> {
+        validate_password(new).map_err(|mut e| {
+            e.field = "new_password".into();
+            e
+        })?;
+        if !self.check_password(username, current, from).await? {
+            return Err(FieldError::new("current_password", "is not your current password").into());
+        }
+        let hash = self.hash_password(new).await?;
+        count();
+        sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
+            .bind(hash)
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        self.sign_out_everywhere(Some(username)).await?;
+        tracing::info!(
+            user = username,
+            "password changed; every session of the user ended"
+        );
+        self.start_session(username).await
+    }
+
+    /// Ends every session of `username`, or of everyone; answers how many ended.
+    pub async fn sign_out_everywhere(&self, username: Option<&str>) -> Result<u64> {
+        count();
+        let ended = match username {
+            Some(name) => sqlx::query(
+                "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)",
+            )
+            .bind(name)
+            .execute(&self.pool)
+            .await?,
+            None => {
+                sqlx::query("DELETE FROM sessions")
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        self.write()
+            .sessions
+            .retain(|_, entry| username.is_some_and(|name| entry.username != name));
+        Ok(ended.rows_affected())
     }
 
     async fn start_session(&self, username: &str) -> Result<String> {
@@ -423,28 +649,51 @@ mod tests {
         Auth::load(pool, admin).await.expect("auth")
     }
 
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    async fn admin(auth: &Auth, username: &str) -> String {
+        let code = auth
+            .setup_code()
+            .expect("a setup code while no account exists");
+        auth.create_admin(&code, username, "correct horse battery")
+            .await
+            .expect("admin")
+    }
+
     #[tokio::test]
     async fn first_account_is_created_once_and_signs_in() {
         let auth = auth(None).await;
         assert!(!auth.can_authenticate());
-        let secret = auth
-            .create_admin("root", "correct horse battery")
-            .await
-            .expect("admin");
+        let code = auth.setup_code().expect("code");
+        assert_eq!(code.len(), 32);
+        for wrong in ["", "0000", &code[1..]] {
+            let refused = auth
+                .create_admin(wrong, "root", "correct horse battery")
+                .await;
+            assert!(
+                matches!(refused, Err(EngineError::Forbidden(_))),
+                "{refused:?}"
+            );
+        }
+        assert!(!auth.has_users());
+        let secret = admin(&auth, "root").await;
+        assert_eq!(auth.setup_code(), None, "the code is used up");
         assert!(auth.has_users());
         assert_eq!(
             auth.session(&secret).map(|p| p.name),
             Some("root".to_owned())
         );
-        let again = auth.create_admin("other", "correct horse battery").await;
+        let again = auth
+            .create_admin(&code, "other", "correct horse battery")
+            .await;
         assert!(matches!(again, Err(EngineError::Conflict(_))), "{again:?}");
 
-        let wrong = auth.login("root", "wrong password!").await;
+        let wrong = auth.login("root", "wrong password!", HOME).await;
         assert!(matches!(wrong, Err(EngineError::Unauthorized(_))));
-        let nobody = auth.login("nobody", "correct horse battery").await;
+        let nobody = auth.login("nobody", "correct horse battery", HOME).await;
         assert!(matches!(nobody, Err(EngineError::Unauthorized(_))));
         let second = auth
-            .login("root", "correct horse battery")
+            .login("root", "correct horse battery", HOME)
             .await
             .expect("login");
         assert_ne!(second, secret);
@@ -456,12 +705,15 @@ mod tests {
     #[tokio::test]
     async fn weak_credentials_name_the_field() {
         let auth = auth(None).await;
-        let short = auth.create_admin("root", "short").await;
+        let code = auth.setup_code().expect("code");
+        let short = auth.create_admin(&code, "root", "short").await;
         assert!(
             matches!(&short, Err(EngineError::Invalid(e)) if e.field == "password"),
             "{short:?}"
         );
-        let bad = auth.create_admin("-rm -rf", "long enough pass").await;
+        let bad = auth
+            .create_admin(&code, "-rm -rf", "long enough pass")
+            .await;
         assert!(
             matches!(&bad, Err(EngineError::Invalid(e)) if e.field == "username"),
             "{bad:?}"
@@ -514,10 +766,7 @@ mod tests {
         let url = format!("sqlite://{}/auth.db", dir.display());
         let pool = crate::db::connect(&url).await.expect("db");
         let auth = Auth::load(pool.clone(), None).await.expect("auth");
-        let session = auth
-            .create_admin("root", "correct horse battery")
-            .await
-            .expect("admin");
+        let session = admin(&auth, "root").await;
         let by = auth.session(&session).expect("principal");
         let token = auth.create_token("cli", &by).await.expect("token").token;
         pool.close().await;
@@ -525,9 +774,103 @@ mod tests {
         let pool = crate::db::connect(&url).await.expect("db");
         let auth = Auth::load(pool.clone(), None).await.expect("auth");
         assert!(auth.has_users());
+        assert_eq!(
+            auth.setup_code(),
+            None,
+            "no setup code once an account exists"
+        );
         assert_eq!(auth.session(&session).map(|p| p.name), Some("root".into()));
         assert!(auth.bearer(&token).is_some());
         pool.close().await;
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn hashes_made_by_argon2_defaults_still_verify() {
+        use argon2::password_hash::PasswordHasher;
+        let salt = SaltString::generate(&mut OsRng);
+        let old = Argon2::default()
+            .hash_password(b"correct horse battery", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(verify(&old, "correct horse battery"));
+        assert!(!verify(&old, "correct horse batterY"));
+        let new = hash_blocking("correct horse battery").expect("hash");
+        assert!(new.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{new}");
+        assert!(verify(&new, "correct horse battery"));
+        assert!(!verify(&new, "wrong"));
+        let greedy = new.replace("m=19456", "m=4000000");
+        assert!(!verify(&greedy, "correct horse battery"));
+    }
+
+    #[tokio::test]
+    async fn repeated_failures_are_refused_before_any_hash() {
+        let auth = auth(None).await;
+        admin(&auth, "root").await;
+        for _ in 0..crate::throttle::FREE_FAILURES + 1 {
+            let wrong = auth.login("root", "wrong password!", HOME).await;
+            assert!(
+                matches!(wrong, Err(EngineError::Unauthorized(_))),
+                "{wrong:?}"
+            );
+        }
+        // Even the right password waits now: the attacker cannot tell.
+        let refused = auth.login("root", "correct horse battery", HOME).await;
+        assert!(
+            matches!(refused, Err(EngineError::TooManyRequests { .. })),
+            "{refused:?}"
+        );
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 9));
+        let refused = auth.login("root", "correct horse battery", elsewhere).await;
+        assert!(
+            matches!(refused, Err(EngineError::TooManyRequests { .. })),
+            "the user waits from every address: {refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_password_ends_every_session() {
+        let auth = auth(None).await;
+        let first = admin(&auth, "root").await;
+        let second = auth
+            .login("root", "correct horse battery", HOME)
+            .await
+            .expect("login");
+        let wrong = auth
+            .change_password("root", "not it at all", "a brand new password", HOME)
+            .await;
+        assert!(
+            matches!(&wrong, Err(EngineError::Invalid(e)) if e.field == "current_password"),
+            "{wrong:?}"
+        );
+        let weak = auth
+            .change_password("root", "correct horse battery", "short", HOME)
+            .await;
+        assert!(
+            matches!(&weak, Err(EngineError::Invalid(e)) if e.field == "new_password"),
+            "{weak:?}"
+        );
+        assert!(auth.session(&first).is_some(), "nothing changed yet");
+        let third = auth
+            .change_password(
+                "root",
+                "correct horse battery",
+                "a brand new password",
+                HOME,
+            )
+            .await
+            .expect("changed");
+        assert_eq!(auth.session(&first), None);
+        assert_eq!(auth.session(&second), None);
+        assert!(auth.session(&third).is_some());
+        let old = auth.login("root", "correct horse battery", HOME).await;
+        assert!(matches!(old, Err(EngineError::Unauthorized(_))));
+        let fourth = auth
+            .login("root", "a brand new password", HOME)
+            .await
+            .expect("the new password signs in");
+        assert_eq!(auth.sign_out_everywhere(None).await.expect("ended"), 2);
+        assert_eq!(auth.session(&third), None);
+        assert_eq!(auth.session(&fourth), None);
     }
 }

@@ -100,11 +100,24 @@ pub struct Config {
     #[arg(long = "clone-max-mb", env = "SLIPWAY_CLONE_MAX_MB", value_name = "SLIPWAY_CLONE_MAX_MB",
           default_value = "1024", value_parser = megabytes(1_048_576))]
     pub clone_max_bytes: u64,
+    /// A checkout holding more files and directories than this ends `failed` (millions of
+    /// empty files pass any size limit).
+    #[arg(long = "clone-max-files", env = "SLIPWAY_CLONE_MAX_FILES", value_name = "SLIPWAY_CLONE_MAX_FILES",
+          default_value = "200000", value_parser = whole(1, 100_000_000))]
+    pub clone_max_files: usize,
+    /// A deployment whose log grows past this many MB ends `failed`.
+    #[arg(long = "log-max-mb", env = "SLIPWAY_LOG_MAX_MB", value_name = "SLIPWAY_LOG_MAX_MB",
+          default_value = "100", value_parser = megabytes(1_048_576))]
+    pub log_max_bytes: u64,
     /// The dashboard's address as browsers see it, e.g. `https://deploy.example.com`:
     /// cookie-authenticated mutations and WebSocket upgrades must come from this origin
     /// (kept as `scheme://host[:port]`).
     #[arg(long, env = "SLIPWAY_PUBLIC_URL", value_name = "SLIPWAY_PUBLIC_URL", value_parser = public_url)]
     pub public_url: Option<String>,
+    /// More `Host` names the dashboard and API answer to, comma-separated (besides the
+    /// listen address, localhost, 127.0.0.1, [::1] and the host of SLIPWAY_PUBLIC_URL).
+    #[arg(long, env = "SLIPWAY_ALLOWED_HOSTS", value_name = "SLIPWAY_ALLOWED_HOSTS", value_parser = allowed_hosts)]
+    pub allowed_hosts: Option<AllowedHosts>,
     /// App `hello` is served at `hello.<domain>` by the edge.
     #[arg(long, env = "SLIPWAY_APPS_DOMAIN", value_name = "SLIPWAY_APPS_DOMAIN",
           default_value = "localhost", value_parser = apps_domain)]
@@ -171,6 +184,10 @@ pub enum Tls {
     Acme,
     Internal,
 }
+
+/// `SLIPWAY_ALLOWED_HOSTS`: host names (or IP addresses) in lower case, without ports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AllowedHosts(pub Vec<String>);
 
 impl Config {
     /// Reads the process environment.
@@ -333,6 +350,28 @@ fn database_url(text: &str) -> Result<DatabaseUrl, String> {
     }
 }
 
+/// `a.example.com, 192.168.1.5,[fd00::1]` → the names in lower case. Each must be a DNS
+/// name or an IP address, without a scheme, port or path.
+fn allowed_hosts(text: &str) -> Result<AllowedHosts, String> {
+    let mut hosts = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let name = name.to_ascii_lowercase();
+        let valid = match url::Host::parse(&name) {
+            Ok(url::Host::Domain(domain)) => domain == name,
+            Ok(url::Host::Ipv4(_)) => true,
+            Ok(url::Host::Ipv6(_)) => name.starts_with('['),
+            Err(_) => false,
+        };
+        if !valid {
+            return Err(format!(
+                "{name:?} is not a host name: list names like deploy.example.com or 192.168.1.5, without scheme or port"
+            ));
+        }
+        hosts.push(name);
+    }
+    Ok(AllowedHosts(hosts))
+}
+
 /// `https://host[:port][/]` → `https://host[:port]`: the origin browsers send.
 fn public_url(text: &str) -> Result<String, String> {
     let error = || "is not a URL like https://deploy.example.com".to_owned();
@@ -367,11 +406,26 @@ mod tests {
         assert_eq!(c.health_timeout, Duration::from_secs(60));
         assert_eq!(c.clone_max_bytes, 1024 * 1024 * 1024);
         assert_eq!(c.public_url, None);
+        assert_eq!(c.log_max_bytes, 100 * 1024 * 1024);
+        assert_eq!(c.clone_max_files, 200_000);
+        assert_eq!(c.allowed_hosts, None);
         let c = config(&[
             ("SLIPWAY_PUBLIC_URL", "HTTPS://Deploy.Example.com:8443/"),
             ("SLIPWAY_ALLOW_LOCAL_REPOS", "1"),
             ("SLIPWAY_WORKERS", " "),
+            (
+                "SLIPWAY_ALLOWED_HOSTS",
+                "Deploy.Example.com, 10.0.0.7,,[::2]",
+            ),
         ])?;
+        assert_eq!(
+            c.allowed_hosts,
+            Some(AllowedHosts(vec![
+                "deploy.example.com".into(),
+                "10.0.0.7".into(),
+                "[::2]".into()
+            ]))
+        );
         assert_eq!(
             c.public_url.as_deref(),
             Some("https://deploy.example.com:8443")
@@ -408,6 +462,10 @@ mod tests {
             ("SLIPWAY_PUBLIC_URL", "https://x.example/app"),
             ("SLIPWAY_PUBLIC_URL", "ftp://x.example"),
             ("SLIPWAY_ADMIN_TOKEN", "short"),
+            ("SLIPWAY_LOG_MAX_MB", "0"),
+            ("SLIPWAY_CLONE_MAX_FILES", "many"),
+            ("SLIPWAY_ALLOWED_HOSTS", "https://deploy.example.com"),
+            ("SLIPWAY_ALLOWED_HOSTS", "deploy.example.com:443"),
             ("SLIPWAY_EDGE_HTTP_ADDR", "everywhere"),
             ("SLIPWAY_EDGE_HTTPS_ADDR", "443"),
             ("SLIPWAY_TLS", "letsencrypt"),

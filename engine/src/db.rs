@@ -4,6 +4,7 @@
 //! Statuses are stored as TEXT through `sqlx::Type`; `stage` and `message` are not stored
 //! (they follow from the status).
 
+use crate::credentials::RepoCredentials;
 use crate::error::{Conflict, EngineError, Missing, Result};
 use protocol::validate::ValidApp;
 use protocol::{
@@ -58,11 +59,13 @@ struct AppRow {
     container_id: Option<String>,
     url: Option<String>,
     created_at: String,
+    repo_credentials: Option<String>,
     memory_mb: i64,
     cpus: f64,
 }
 
-/// An app with what the worker needs and the API never shows (env values, container).
+/// An app with what the worker needs and the API never shows (env values, credentials,
+/// container).
 #[derive(Debug, Clone)]
 pub(crate) struct AppRecord {
     pub id: AppId,
@@ -72,6 +75,8 @@ pub(crate) struct AppRecord {
     pub dockerfile: String,
     pub port: Option<u16>,
     pub env: BTreeMap<String, String>,
+    /// For `repo_url`, which holds none itself.
+    pub credentials: Option<RepoCredentials>,
     pub container_id: Option<String>,
     /// Where the serving container answers on loopback: the edge's upstream.
     pub url: Option<String>,
@@ -91,6 +96,9 @@ impl AppRecord {
             dockerfile: row.dockerfile,
             port: row.port.and_then(|p| u16::try_from(p).ok()),
             env: serde_json::from_str(&row.env).unwrap_or_default(),
+            credentials: row
+                .repo_credentials
+                .and_then(|text| serde_json::from_str(&text).ok()),
             container_id: row.container_id,
             url: row.url,
             created_at: row.created_at,
@@ -176,13 +184,25 @@ impl From<DeploymentRow> for DeploymentRecord {
 const DEPLOYMENT_COLUMNS: &str = "id, app_id, status, progress, error_message, failed_stage, \
      commit_sha, image, image_from, container_id, url, created_at, started_at, finished_at, duration";
 
-pub(crate) async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<(AppRecord, FeedEvent)> {
+fn credentials_json(credentials: Option<&RepoCredentials>) -> Result<Option<String>> {
+    credentials
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| EngineError::Internal(e.to_string()))
+}
+
+/// Inserts an app whose `repo_url` holds no credentials (they come apart).
+pub(crate) async fn insert_app(
+    pool: &Pool,
+    app: &ValidApp,
+    credentials: Option<&RepoCredentials>,
+) -> Result<(AppRecord, FeedEvent)> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     let mut tx = pool.begin().await?;
     let result = sqlx::query_as::<_, AppRow>(
-        "INSERT INTO apps (name, repo_url, branch, dockerfile, port, env, memory_mb, cpus, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        "INSERT INTO apps (name, repo_url, branch, dockerfile, port, env, memory_mb, cpus, created_at, \
+         repo_credentials) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
     )
     .bind(&app.name)
     .bind(&app.repo_url)
@@ -193,6 +213,7 @@ pub(crate) async fn insert_app(pool: &Pool, app: &ValidApp) -> Result<(AppRecord
     .bind(i64::from(app.memory_mb))
     .bind(app.cpus)
     .bind(crate::time::now())
+    .bind(credentials_json(credentials)?)
     .fetch_one(&mut *tx)
     .await;
     let row = match result {
@@ -316,14 +337,19 @@ pub(crate) async fn delete_app(pool: &Pool, id: AppId) -> Result<Option<FeedEven
     Ok(event)
 }
 
-/// Replaces an app's settings (already validated).
-pub(crate) async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result<FeedEvent> {
+/// Replaces an app's settings (already validated; `repo_url` without credentials).
+pub(crate) async fn update_app(
+    pool: &Pool,
+    id: AppId,
+    app: &ValidApp,
+    credentials: Option<&RepoCredentials>,
+) -> Result<FeedEvent> {
     count();
     let env = serde_json::to_string(&app.env).map_err(|e| EngineError::Internal(e.to_string()))?;
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE apps SET repo_url = ?, branch = ?, dockerfile = ?, port = ?, env = ?, \
-         memory_mb = ?, cpus = ? WHERE id = ?",
+         memory_mb = ?, cpus = ?, repo_credentials = ? WHERE id = ?",
     )
     .bind(&app.repo_url)
     .bind(&app.branch)
@@ -332,6 +358,7 @@ pub(crate) async fn update_app(pool: &Pool, id: AppId, app: &ValidApp) -> Result
     .bind(env)
     .bind(i64::from(app.memory_mb))
     .bind(app.cpus)
+    .bind(credentials_json(credentials)?)
     .bind(id)
     .execute(&mut *tx)
     .await?;
@@ -419,6 +446,31 @@ pub(crate) async fn recent_events(pool: &Pool, limit: u64) -> Result<(Vec<FeedEv
         }
     }
     Ok((events, last))
+}
+
+/// Moves credentials that apps saved before migration 0005 still hold in `repo_url` into
+/// their own column. Answers the ids of the apps changed.
+pub(crate) async fn split_repo_credentials(pool: &Pool) -> Result<Vec<AppId>> {
+    count();
+    let rows: Vec<(AppId, String)> =
+        sqlx::query_as("SELECT id, repo_url FROM apps WHERE repo_url LIKE '%@%'")
+            .fetch_all(pool)
+            .await?;
+    let mut changed = Vec::new();
+    for (id, url) in rows {
+        let (clean, Some(credentials)) = crate::credentials::split(&url) else {
+            continue;
+        };
+        count();
+        sqlx::query("UPDATE apps SET repo_url = ?, repo_credentials = ? WHERE id = ?")
+            .bind(clean)
+            .bind(credentials_json(Some(&credentials))?)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        changed.push(id);
+    }
+    Ok(changed)
 }
 
 /// An earlier deployment's image to start again, instead of cloning and building.

@@ -66,6 +66,15 @@ pub enum EngineError {
     /// Credentials missing or wrong; the message says which.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// Known, but not allowed to do this; the message says why.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Too many password checks: from this address, for this user, or at once.
+    #[error(
+        "too many sign-in attempts: try again in {} s",
+        crate::throttle::retry_secs(*retry_after)
+    )]
+    TooManyRequests { retry_after: std::time::Duration },
     #[error(transparent)]
     Invalid(#[from] FieldError),
     #[error("database: {0}")]
@@ -91,6 +100,8 @@ impl EngineError {
             EngineError::NotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::Unauthorized(_) => ErrorCode::Unauthorized,
+            EngineError::Forbidden(_) => ErrorCode::Forbidden,
+            EngineError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             EngineError::Invalid(_) => ErrorCode::Unprocessable,
             EngineError::Gone { .. } => ErrorCode::Gone,
             EngineError::Database(_) | EngineError::Io(_) | EngineError::Internal(_) => {
@@ -104,6 +115,16 @@ impl EngineError {
         match self.code() {
             ErrorCode::Internal => INTERNAL_MESSAGE.to_owned(),
             _ => self.to_string(),
+        }
+    }
+
+    /// Whole seconds to wait before trying again (`Retry-After`), when that is the reason.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            EngineError::TooManyRequests { retry_after } => {
+                Some(crate::throttle::retry_secs(*retry_after))
+            }
+            _ => None,
         }
     }
 
@@ -132,5 +153,14 @@ mod tests {
         assert_eq!(e.public_message(), "deployment 99 does not exist");
         let e = EngineError::from(Conflict::AppNameTaken("hello".into()));
         assert_eq!((e.code(), e.field()), (ErrorCode::Conflict, Some("name")));
+        let e = EngineError::TooManyRequests {
+            retry_after: std::time::Duration::from_millis(1500),
+        };
+        assert_eq!(e.code(), ErrorCode::TooManyRequests);
+        assert_eq!(e.retry_after(), Some(2));
+        assert_eq!(
+            e.public_message(),
+            "too many sign-in attempts: try again in 2 s"
+        );
     }
 }

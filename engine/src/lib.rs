@@ -5,7 +5,10 @@
 //!   end; every change committed to the database and then published on its stream.
 //! - `db`: SQLite schema and queries; private: only the engine reaches the database.
 //! - [`logstore`]: the append-only log of each deployment with its offset index.
-//! - [`auth`]: the admin account, sessions and API tokens.
+//! - [`auth`]: the admin account (and its one-time setup code), sessions and API tokens.
+//! - [`throttle`]: limits on password checks: a few at once, backoff per address and user.
+//! - [`credentials`]: credentials taken out of repository URLs, and how git gets them.
+//! - [`files`]: the data directory and database, readable by their owner only.
 //! - [`bus`]: one ordered event stream per deployment, fed after each commit/append.
 //! - [`watch`]: a viewer: status, catch-up from the store, then live events.
 //! - `worker`: the queue workers and the clone → build → deploy pipeline, given only a
@@ -19,16 +22,19 @@ mod app_logs;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod credentials;
 mod db;
 pub mod edge;
 pub mod feed;
 pub mod error;
+pub mod files;
 pub mod git;
 mod lifecycle;
 pub mod logstore;
 pub mod metrics;
 mod notify;
 pub mod runtime;
+pub mod throttle;
 pub mod time;
 pub mod watch;
 mod worker;
@@ -53,6 +59,9 @@ use tokio_util::task::TaskTracker;
 const HISTORY_LIMIT: i64 = 100;
 /// Successful images kept per app, for rollbacks (PROTOCOL.md, "Rollback").
 pub const KEPT_IMAGES: usize = 5;
+/// In the data directory while no account exists: the setup code, for the operator (and
+/// the end-to-end tests) to read. Only its owner may read it.
+pub const SETUP_CODE_FILE: &str = "setup-code";
 
 #[derive(Clone)]
 pub struct Engine {
@@ -98,22 +107,42 @@ impl Engine {
         runtime: Arc<dyn runtime::Runtime>,
         source: Arc<dyn git::Source>,
     ) -> Result<Engine> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        // Logs, checkouts and the database are nobody else's business.
+        files::private_dir(&config.data_dir)?;
+        files::private_database(&config.database_url())?;
         let pool = db::connect(&config.database_url()).await?;
+        for id in db::split_repo_credentials(&pool).await? {
+            tracing::info!(
+                app.id = id,
+                "credentials in the app's repository URL moved to their own column"
+            );
+        }
         let store = LogStore::new(config.data_dir.join("logs"))?;
         let admin_token = config.admin_token.as_ref().map(|t| t.0.as_str());
         let auth = auth::Auth::load(pool.clone(), admin_token).await?;
+        auth.write_setup_file(&config.data_dir.join(SETUP_CODE_FILE))?;
         let instance = instance_id(&config.data_dir).await?;
+        // Checkouts a previous run left behind (a crash, a kill): nothing runs yet.
+        let work_dir = config.data_dir.join("work");
+        match std::fs::remove_dir_all(&work_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         let (events, last_event) = db::recent_events(&pool, protocol::FEED_KEPT).await?;
         let feed = Arc::new(feed::EventFeed::new(events, last_event));
-        let lifecycle = Arc::new(Lifecycle::new(pool.clone(), store, feed));
+        let lifecycle = Arc::new(Lifecycle::new(
+            pool.clone(),
+            store,
+            config.log_max_bytes,
+            feed,
+        ));
         let shutdown = CancellationToken::new();
         let mut cx = worker::WorkerContext {
             lifecycle: lifecycle.clone(),
             runtime: runtime.clone(),
             source,
             settings: Arc::new(worker::Settings {
-                work_dir: config.data_dir.join("work"),
+                work_dir,
                 health_timeout: config.health_timeout,
                 build_timeout: config.build_timeout,
                 progress_deadline: config.progress_deadline,
@@ -256,14 +285,18 @@ impl Engine {
         self.inner.pool.close().await;
     }
 
+    /// Registers an app. Credentials in its repository URL are stored apart from it.
     pub async fn create_app(&self, new: NewApp) -> Result<App> {
-        let valid = protocol::validate::new_app(&new, self.inner.config.allow_local_repos)?;
+        let mut valid = protocol::validate::new_app(&new, self.inner.config.allow_local_repos)?;
         self.check_hosts(None, &valid.name, &valid.domains).await?;
+        let (url, credentials) = credentials::split(&valid.repo_url);
+        valid.repo_url = url;
         let record = self
             .inner
             .lifecycle
             .recorded(async {
-                let (record, event) = db::insert_app(&self.inner.pool, &valid).await?;
+                let (record, event) =
+                    db::insert_app(&self.inner.pool, &valid, credentials.as_ref()).await?;
                 Ok((record, Some(event)))
             })
             .await?;
@@ -273,6 +306,8 @@ impl Engine {
     }
 
     /// Changes an app's settings; the next deployment uses them. Validated as a new app is.
+    /// A repository URL with credentials replaces the stored ones; one without keeps them
+    /// only if it points at the same origin (they are never sent to another host).
     pub async fn update_app(&self, id: AppId, changes: protocol::AppChanges) -> Result<App> {
         let current = db::app(&self.inner.pool, id).await?;
         let mut env = current.env.clone();
@@ -284,7 +319,7 @@ impl Engine {
         }
         let merged = NewApp {
             name: current.name.clone(),
-            repo_url: changes.repo_url.unwrap_or(current.repo_url),
+            repo_url: changes.repo_url.unwrap_or_else(|| current.repo_url.clone()),
             branch: Some(changes.branch.unwrap_or(current.branch)),
             dockerfile: Some(changes.dockerfile.unwrap_or(current.dockerfile)),
             port: changes.port.unwrap_or(current.port.map(i64::from)),
@@ -293,13 +328,22 @@ impl Engine {
             memory_mb: Some(changes.memory_mb.unwrap_or(i64::from(current.memory_mb))),
             cpus: Some(changes.cpus.unwrap_or(current.cpus)),
         };
-        let valid = protocol::validate::new_app(&merged, self.inner.config.allow_local_repos)?;
+        let mut valid = protocol::validate::new_app(&merged, self.inner.config.allow_local_repos)?;
         self.check_hosts(Some(id), &valid.name, &valid.domains)
             .await?;
+        let (url, given) = credentials::split(&valid.repo_url);
+        let kept = match given {
+            Some(given) => Some(given),
+            None if credentials::origin(&url) == credentials::origin(&current.repo_url) => {
+                current.credentials.clone()
+            }
+            None => None,
+        };
+        valid.repo_url = url;
         self.inner
             .lifecycle
             .recorded(async {
-                let event = db::update_app(&self.inner.pool, id, &valid).await?;
+                let event = db::update_app(&self.inner.pool, id, &valid, kept.as_ref()).await?;
                 Ok(((), Some(event)))
             })
             .await?;
@@ -526,10 +570,17 @@ impl Engine {
         db::deployments_of_app(&self.inner.pool, app_id, HISTORY_LIMIT).await
     }
 
-    /// The whole log so far.
+    /// The whole log so far, in memory (tests; the API streams [`Engine::log_file`]).
     pub async fn log(&self, id: DeploymentId) -> Result<Vec<u8>> {
         db::deployment(&self.inner.pool, id).await?;
         Ok(self.inner.lifecycle.store().read_all(id).await?)
+    }
+
+    /// A deployment's log as it stands now, to be read piece by piece (the download):
+    /// a log of any size is served in constant memory.
+    pub async fn log_file(&self, id: DeploymentId) -> Result<logstore::LogFile> {
+        db::deployment(&self.inner.pool, id).await?;
+        Ok(self.inner.lifecycle.store().open_all(id).await?)
     }
 
     /// Lines `from..=to` of a deployment's log (clamped to what exists), and how many it

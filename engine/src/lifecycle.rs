@@ -28,6 +28,8 @@ const CLAIM_ATTEMPTS: usize = 8;
 pub(crate) struct Lifecycle {
     pool: Pool,
     store: LogStore,
+    /// `SLIPWAY_LOG_MAX_MB`: the most a run's log may take on disk (lines and index).
+    log_max_bytes: u64,
     bus: EventBus,
     metrics: crate::metrics::Metrics,
     /// Wakes idle workers when a deployment is queued or an app becomes free.
@@ -41,6 +43,19 @@ pub(crate) struct Lifecycle {
     notify: Arc<Notify>,
 }
 
+/// Why a run's output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// The log is full: the run must end.
+    #[error(
+        "log limit reached: the deployment's log passed {} MB (SLIPWAY_LOG_MAX_MB), so its output was stopped",
+        .0 / (1024 * 1024)
+    )]
+    LimitReached(u64),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// How a run ends when it does not succeed.
 #[derive(Debug)]
 pub(crate) enum Ending {
@@ -50,10 +65,16 @@ pub(crate) enum Ending {
 }
 
 impl Lifecycle {
-    pub(crate) fn new(pool: Pool, store: LogStore, feed: Arc<EventFeed>) -> Lifecycle {
+    pub(crate) fn new(
+        pool: Pool,
+        store: LogStore,
+        log_max_bytes: u64,
+        feed: Arc<EventFeed>,
+    ) -> Lifecycle {
         Lifecycle {
             pool,
             store,
+            log_max_bytes,
             bus: EventBus::default(),
             metrics: crate::metrics::Metrics::default(),
             wake: Notify::new(),
@@ -411,23 +432,49 @@ impl Run {
 
     /// Appends lines to the log, then publishes them, both on the blocking pool: if this
     /// future is dropped (cancel), the lines are either stored and published, or neither.
-    pub(crate) async fn write(&self, lines: Vec<String>) -> std::io::Result<()> {
+    /// The log holds at most `SLIPWAY_LOG_MAX_MB`: the lines that fit are written, and
+    /// `LimitReached` says the run must end.
+    pub(crate) async fn write(&self, lines: Vec<String>) -> Result<(), WriteError> {
+        self.append(lines, Some(self.lifecycle.log_max_bytes)).await
+    }
+
+    async fn append(&self, mut lines: Vec<String>, limit: Option<u64>) -> Result<(), WriteError> {
         if lines.is_empty() {
             return Ok(());
         }
         let count = lines.len();
         let (log, stream) = (self.log.clone(), self.stream.clone());
-        tokio::task::spawn_blocking(move || {
+        let outcome = tokio::task::spawn_blocking(move || {
             let mut writer = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let written: Vec<LogLine> = writer.append_blocking(lines)?;
-            stream.publish_lines(&written);
-            Ok::<_, std::io::Error>(())
+            let mut full = None;
+            if let Some(limit) = limit {
+                let mut size = writer.disk_bytes();
+                let fits = lines
+                    .iter()
+                    .take_while(|line| {
+                        size += LogWriter::cost(line.len());
+                        size <= limit
+                    })
+                    .count();
+                if fits < lines.len() {
+                    lines.truncate(fits);
+                    full = Some(WriteError::LimitReached(limit));
+                }
+            }
+            if !lines.is_empty() {
+                let written: Vec<LogLine> = writer.append_blocking(lines)?;
+                stream.publish_lines(&written);
+            }
+            Ok::<_, WriteError>(full)
         })
         .await
         .map_err(std::io::Error::other)??;
         self.lifecycle.metrics.lines(count);
         self.activity.touch();
-        Ok(())
+        match outcome {
+            Some(full) => Err(full),
+            None => Ok(()),
+        }
     }
 
     /// The current stage ended: its duration goes to `/metrics`.
@@ -439,7 +486,7 @@ impl Run {
     }
 
     /// A line of Slipway's own.
-    pub(crate) async fn say(&self, text: impl AsRef<str>) -> std::io::Result<()> {
+    pub(crate) async fn say(&self, text: impl AsRef<str>) -> Result<(), WriteError> {
         self.write(vec![format!("[slipway] {}\n", text.as_ref())])
             .await
     }
@@ -531,7 +578,8 @@ impl Run {
             Ending::Cancelled => format!("Deployment cancelled during {stage}"),
             Ending::Failed(reason) => format!("Deployment failed during {stage}: {reason}"),
         };
-        if let Err(e) = self.say(&line).await {
+        // The last line goes in even past the log limit: it says why the run ended.
+        if let Err(e) = self.append(vec![format!("[slipway] {line}\n")], None).await {
             tracing::warn!(deployment.id = self.record.id, error = %e, "could not log the end of the deployment");
         }
         self.stage_ended();

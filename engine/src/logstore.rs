@@ -59,19 +59,32 @@ impl LogStore {
         blocking(move || read_range(&log, &idx, from.max(1), to)).await
     }
 
-    /// The whole log, byte for byte the concatenation of its lines.
-    pub async fn read_all(&self, id: DeploymentId) -> io::Result<Vec<u8>> {
+    /// The whole log as it stands now, byte for byte the concatenation of its lines, to be
+    /// read piece by piece: a log of any size is served in constant memory. Lines written
+    /// after this call are not part of it.
+    pub async fn open_all(&self, id: DeploymentId) -> io::Result<LogFile> {
         let (log, idx) = (self.log_path(id), self.idx_path(id));
-        blocking(move || {
-            let end = match indexed_end(&idx)? {
-                Some(end) => end,
-                None => return Ok(Vec::new()),
+        let (file, len) = blocking(move || {
+            let Some(end) = indexed_end(&idx)? else {
+                return Ok((None, 0));
             };
-            let mut bytes = Vec::with_capacity(end as usize);
-            File::open(&log)?.take(end).read_to_end(&mut bytes)?;
-            Ok(bytes)
+            // Opened after the index was read: the log holds at least `end` bytes.
+            Ok((Some(File::open(&log)?), end))
         })
-        .await
+        .await?;
+        Ok(LogFile {
+            len,
+            reader: file.map(tokio::fs::File::from_std),
+        })
+    }
+
+    /// The whole log in memory (tests and small logs; the API streams [`LogStore::open_all`]).
+    pub async fn read_all(&self, id: DeploymentId) -> io::Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let log = self.open_all(id).await?;
+        let mut bytes = Vec::with_capacity(usize::try_from(log.len).unwrap_or(0));
+        log.into_reader().read_to_end(&mut bytes).await?;
+        Ok(bytes)
     }
 
     /// The lines whose text as a terminal shows it (colours removed, `\r` progress
@@ -148,6 +161,34 @@ impl LogStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A log opened for reading whole: `len` bytes, read with [`LogFile::into_reader`].
+#[derive(Debug)]
+pub struct LogFile {
+    pub len: u64,
+    reader: Option<tokio::fs::File>,
+}
+
+impl LogFile {
+    /// Exactly `len` bytes (none when the log does not exist yet).
+    pub fn into_reader(self) -> impl tokio::io::AsyncRead + Send + Unpin + 'static {
+        use tokio::io::AsyncReadExt;
+        let len = self.len;
+        match self.reader {
+            Some(file) => tokio_util::either::Either::Left(file.take(len)),
+            None => tokio_util::either::Either::Right(tokio::io::empty()),
+        }
+    }
+
+    /// The same bytes as pieces of at most `chunk` bytes, each read when the consumer
+    /// asks for it: an HTTP body that takes the client's pace.
+    pub fn into_stream(
+        self,
+        chunk: usize,
+    ) -> impl futures_util::Stream<Item = io::Result<bytes::Bytes>> + Send + 'static {
+        tokio_util::io::ReaderStream::with_capacity(self.into_reader(), chunk)
     }
 }
 
@@ -274,6 +315,16 @@ impl LogWriter {
 
     pub fn last_seq(&self) -> Seq {
         self.last_seq
+    }
+
+    /// Bytes the log takes on disk: its lines and their index records.
+    pub fn disk_bytes(&self) -> u64 {
+        self.end + self.last_seq * RECORD
+    }
+
+    /// Bytes one more line of `line_len` bytes would add on disk.
+    pub fn cost(line_len: usize) -> u64 {
+        line_len as u64 + RECORD
     }
 
     /// Appends `lines` (each at most 16 KiB, normally ending in `\n`) and returns them

@@ -18,9 +18,45 @@ pub enum RuntimeError {
     Other(String),
 }
 
+/// The build context: a tar archive of the checkout, read as it is written (a bounded
+/// channel of pieces), never whole in memory.
+pub struct BuildContext {
+    rx: mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+}
+
+impl BuildContext {
+    pub fn new(rx: mpsc::Receiver<std::io::Result<bytes::Bytes>>) -> BuildContext {
+        BuildContext { rx }
+    }
+
+    /// The archive, piece by piece, as its writer produces it.
+    pub fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+        futures_util::stream::unfold(self.rx, |mut rx| async move {
+            rx.recv().await.map(|piece| (piece, rx))
+        })
+    }
+
+    /// The whole archive in memory: for runtimes that only read a small script from it
+    /// (the synthetic one), refused past `max` bytes.
+    pub async fn read_all(mut self, max: usize) -> std::io::Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(piece) = self.rx.recv().await {
+            all.extend_from_slice(&piece?);
+            if all.len() > max {
+                return Err(std::io::Error::other(format!(
+                    "the build context is larger than {max} bytes"
+                )));
+            }
+        }
+        Ok(all)
+    }
+}
+
 /// What to build: a tar of the checkout and the Dockerfile's path inside it.
 pub struct BuildRequest {
-    pub context_tar: Vec<u8>,
+    pub context: BuildContext,
     pub dockerfile: String,
     pub tag: String,
     pub labels: HashMap<String, String>,
@@ -362,7 +398,7 @@ pub mod docker {
                     labels: Some(request.labels),
                     ..Default::default()
                 };
-                let body = bollard::body_full(request.context_tar.into());
+                let body = bollard::body_try_stream(request.context.into_stream());
                 let mut stream = self.docker.build_image(options, None, Some(body));
                 let mut image = None;
                 while let Some(item) = stream.next().await {
@@ -747,6 +783,9 @@ pub mod synthetic {
             .ok()
     }
 
+    /// The largest build context the synthetic runtime reads (it holds it in memory).
+    const MAX_CONTEXT: usize = 64 * 1024 * 1024;
+
     #[derive(Default)]
     pub struct SyntheticRuntime {
         containers: std::sync::atomic::AtomicU64,
@@ -783,7 +822,12 @@ pub mod synthetic {
             output: mpsc::Sender<String>,
         ) -> BoxFuture<'_, Result<String, RuntimeError>> {
             Box::pin(async move {
-                let script = script_from_tar(&request.context_tar, &request.dockerfile)?;
+                let context = request
+                    .context
+                    .read_all(MAX_CONTEXT)
+                    .await
+                    .map_err(|e| RuntimeError::Other(e.to_string()))?;
+                let script = script_from_tar(&context, &request.dockerfile)?;
                 tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
                 let start = tokio::time::Instant::now();
                 // No steps: never print a Step line.

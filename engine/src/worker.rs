@@ -8,10 +8,12 @@
 
 use crate::db::Artifacts;
 use crate::error::EngineError;
-use crate::git::{Source, SourceError};
-use crate::lifecycle::{Activity, Ending, Lifecycle, Run};
+use crate::git::{Repo, Source, SourceError};
+use crate::lifecycle::{Activity, Ending, Lifecycle, Run, WriteError};
 use crate::logstore::LineSplitter;
-use crate::runtime::{BuildRequest, ContainerSpec, ContainerState, Limits, Runtime, RuntimeError};
+use crate::runtime::{
+    BuildContext, BuildRequest, ContainerSpec, ContainerState, Limits, Runtime, RuntimeError,
+};
 use protocol::{DeploymentId, Status};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -147,6 +149,9 @@ enum Failure {
     DiskFull(std::io::Error),
     #[error("writing the deployment log failed: {0}")]
     Log(std::io::Error),
+    /// `SLIPWAY_LOG_MAX_MB` reached.
+    #[error("{0}")]
+    LogFull(WriteError),
     #[error(
         "timed out: the deployment ran longer than {} s (SLIPWAY_BUILD_TIMEOUT_SECS)",
         .0.as_secs()
@@ -201,6 +206,15 @@ impl From<std::io::Error> for Stop {
     }
 }
 
+impl From<WriteError> for Stop {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Io(e) => e.into(),
+            full @ WriteError::LimitReached(_) => Stop::Failed(Failure::LogFull(full)),
+        }
+    }
+}
+
 /// Resolves, with the reason, once the deployment has shown no progress for `deadline`.
 async fn stalled(activity: Arc<Activity>, deadline: Duration) -> Failure {
     loop {
@@ -247,6 +261,10 @@ async fn run_deployment(cx: &WorkerContext, mut run: Run) {
         failure = engine_gone(cx.runtime.clone()) => Err(Stop::Failed(failure)),
         _ = token.cancelled() => Err(if cx.shutdown.is_cancelled() { Stop::Shutdown } else { Stop::Cancelled }),
     };
+    // Whatever happened (success, failure, cancel, timeout, shutdown), the checkout is
+    // not needed any more: the pipeline's future may have been dropped mid-clone or
+    // mid-build, so it is removed here rather than inside it.
+    remove_dir(&checkout_dir(&cx.settings, id)).await;
     let ending = match result {
         Ok(()) => None,
         Err(Stop::Shutdown) => return,
@@ -454,14 +472,20 @@ impl Pipeline<'_> {
     ) -> Result<String, Stop> {
         let cx = self.cx;
         let id = run.id();
-        // The claim moved the deployment to `cloning`.
-        let workdir = cx.settings.work_dir.join(id.to_string());
+        // The claim moved the deployment to `cloning`. The checkout is removed by
+        // `run_deployment` on every way out.
+        let workdir = checkout_dir(&cx.settings, id);
         remove_dir(&workdir).await;
         tokio::fs::create_dir_all(&cx.settings.work_dir).await?;
         run.say(format!("Cloning {} (branch {})", app.repo_url, app.branch))
             .await?;
         let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
-        let fetch = cx.source.fetch(&app.repo_url, &app.branch, &workdir, tx);
+        let repo = Repo {
+            url: &app.repo_url,
+            branch: &app.branch,
+            credentials: app.credentials.as_ref(),
+        };
+        let fetch = cx.source.fetch(repo, &workdir, tx);
         let (checkout, pumped) = tokio::join!(fetch, pump(run, rx, false));
         pumped?;
         let clone_failure = |e| match e {
@@ -499,7 +523,6 @@ impl Pipeline<'_> {
             .map(|m| m.is_file())
             .unwrap_or(false)
         {
-            remove_dir(&workdir).await;
             return Err(Failure::NoDockerfile {
                 path: app.dockerfile.clone(),
                 commit: short(&checkout.commit).to_owned(),
@@ -509,17 +532,17 @@ impl Pipeline<'_> {
         let tag = image_tag(&app.name, id, &cx.settings.instance);
         run.say(format!("Building image {tag} from {}", app.dockerfile))
             .await?;
-        let context_tar = tar_directory(workdir.clone()).await;
-        remove_dir(&workdir).await;
         let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
         let request = BuildRequest {
-            context_tar: context_tar?,
+            context: stream_tar(workdir.clone()).await?,
             dockerfile: app.dockerfile.clone(),
             tag: tag.clone(),
             labels: labels(app.id, Some(id), &cx.settings.instance),
         };
         let build = cx.runtime.build(request, tx);
         let (image, pumped) = tokio::join!(build, pump(run, rx, true));
+        // Docker has read the context: the checkout is not needed for deploying.
+        remove_dir(&workdir).await;
         pumped?;
         let image = image?;
         run.record(Artifacts {
@@ -665,7 +688,8 @@ fn step_progress(line: &str) -> Option<u8> {
 
 /// Moves output from a producer (git, the Docker build) into the log as it arrives.
 /// When the log cannot be written (a full disk), the rest is drained unwritten so the
-/// producer never blocks, and the first error is returned.
+/// producer never blocks, and the first error is returned. When the log reaches its limit,
+/// the pump stops at once: the producer's next send fails, which stops a Docker build.
 async fn pump(
     run: &mut Run,
     mut rx: mpsc::Receiver<String>,
@@ -691,9 +715,13 @@ async fn pump(
         } else {
             None
         };
-        if let Err(e) = run.write(lines).await {
-            failed = Some(Stop::from(e));
-            continue;
+        match run.write(lines).await {
+            Ok(()) => {}
+            Err(full @ WriteError::LimitReached(_)) => return Err(full.into()),
+            Err(e) => {
+                failed = Some(Stop::from(e));
+                continue;
+            }
         }
         if let Some(p) = progress
             && let Err(e) = run.progress(p).await
@@ -754,21 +782,86 @@ async fn remove_dir(dir: &Path) {
     }
 }
 
-/// The build context: the checkout without `.git`, as a tar archive.
-async fn tar_directory(dir: PathBuf) -> Result<Vec<u8>, Failure> {
-    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let git = dir.join(".git");
-        if git.exists() {
-            std::fs::remove_dir_all(&git)?;
+/// Where deployment `id`'s checkout lives while it is built.
+fn checkout_dir(settings: &Settings, id: DeploymentId) -> PathBuf {
+    settings.work_dir.join(id.to_string())
+}
+
+/// Pieces of the build context in flight between the tar writer and Docker: with
+/// [`TAR_CHUNK`] bytes each, the context never takes more than about 1 MiB of memory,
+/// however large the checkout.
+const TAR_CHUNKS: usize = 16;
+const TAR_CHUNK: usize = 64 * 1024;
+
+/// The build context: the checkout without `.git`, as a tar archive written on the
+/// blocking pool while Docker reads it. When the reader goes away (the build failed or
+/// was cancelled), the writer stops at its next piece.
+async fn stream_tar(dir: PathBuf) -> Result<BuildContext, Failure> {
+    let git = dir.join(".git");
+    if tokio::fs::try_exists(&git).await.unwrap_or(false) {
+        tokio::fs::remove_dir_all(&git)
+            .await
+            .map_err(|e| Failure::Context(e.to_string()))?;
+    }
+    let (tx, rx) = mpsc::channel(TAR_CHUNKS);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(TAR_CHUNK),
+        };
+        let written = (|| {
+            let mut builder = tar::Builder::new(&mut writer);
+            builder.follow_symlinks(false);
+            // Docker's tar reader refuses GNU sparse entries ("unhandled tar header type
+            // 83"), and git checks out runs of zeros as holes: write every byte.
+            builder.sparse(false);
+            builder.append_dir_all(".", &dir)?;
+            builder.finish()
+        })();
+        match written.and_then(|()| writer.flush_chunk()) {
+            Ok(()) => {}
+            // The reader is gone: nobody is left to tell.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => {
+                let _ = writer.tx.blocking_send(Err(e));
+            }
         }
-        let mut builder = tar::Builder::new(Vec::new());
-        builder.follow_symlinks(false);
-        builder.append_dir_all(".", &dir)?;
-        builder.into_inner()
-    })
-    .await
-    .map_err(|e| Failure::Context(e.to_string()))?
-    .map_err(|e| Failure::Context(e.to_string()))
+    });
+    Ok(BuildContext::new(rx))
+}
+
+/// A `Write` that sends what it is given to a channel in pieces of [`TAR_CHUNK`] bytes,
+/// waiting (on the blocking pool) while the channel is full.
+struct ChunkWriter {
+    tx: mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(TAR_CHUNK));
+        self.tx
+            .blocking_send(Ok(chunk.into()))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(TAR_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == TAR_CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// At start: deployments a previous run left mid-flight end `failed` with a reason and

@@ -487,7 +487,7 @@ async fn a_full_disk_fails_the_deployment_and_the_next_one_works() {
 /// A clone that outgrows SLIPWAY_CLONE_MAX_MB is stopped with the reason.
 #[tokio::test]
 async fn a_repository_over_the_size_limit_is_refused() {
-    use engine::git::{GitCli, Source, SourceError};
+    use engine::git::{GitCli, Repo, Source, SourceError};
     let dir = temp_dir("clone-size");
     let repo = repo(&dir);
     // 3 MiB that do not compress.
@@ -506,12 +506,18 @@ async fn a_repository_over_the_size_limit_is_refused() {
         allow_local: true,
         timeout: Duration::from_secs(60),
         max_bytes,
+        max_files: 1000,
+        path: std::env::var_os("PATH"),
+        home: None,
     };
     let url = repo.display().to_string();
+    let repo = Repo {
+        url: &url,
+        branch: "main",
+        credentials: None,
+    };
     let (tx, _rx) = mpsc::channel(1024);
-    let refused = cli(1024 * 1024)
-        .fetch(&url, "main", &dir.join("small"), tx)
-        .await;
+    let refused = cli(1024 * 1024).fetch(repo, &dir.join("small"), tx).await;
     assert!(
         matches!(refused, Err(SourceError::TooLarge(1))),
         "{:?}",
@@ -519,7 +525,7 @@ async fn a_repository_over_the_size_limit_is_refused() {
     );
     let (tx, _rx) = mpsc::channel(1024);
     let fits = cli(16 * 1024 * 1024)
-        .fetch(&url, "main", &dir.join("large"), tx)
+        .fetch(repo, &dir.join("large"), tx)
         .await;
     assert!(fits.is_ok(), "{:?}", fits.err());
 }

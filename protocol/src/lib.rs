@@ -138,7 +138,11 @@ pub enum ErrorCode {
     NotFound,
     Conflict,
     PayloadTooLarge,
+    /// The request's `Host` is not one this server answers for (DNS rebinding).
+    Misdirected,
     Unprocessable,
+    /// Too many attempts (sign-in): the answer carries `Retry-After`.
+    TooManyRequests,
     Internal,
     Unavailable,
     /// The event feed no longer keeps what a client asked to resume from.
@@ -154,7 +158,9 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Misdirected => 421,
             ErrorCode::Unprocessable => 422,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
             ErrorCode::Gone => 410,
@@ -509,6 +515,16 @@ mod tests {
         assert_eq!(
             serde_json::to_value(ErrorCode::PayloadTooLarge).expect("serialises"),
             json!("payload_too_large")
+        );
+        assert_eq!(ErrorCode::Misdirected.http_status(), 421);
+        assert_eq!(
+            serde_json::to_value(ErrorCode::Misdirected).expect("serialises"),
+            json!("misdirected")
+        );
+        assert_eq!(ErrorCode::TooManyRequests.http_status(), 429);
+        assert_eq!(
+            serde_json::to_value(ErrorCode::TooManyRequests).expect("serialises"),
+            json!("too_many_requests")
         );
     }
 

@@ -34,6 +34,16 @@ impl Input for protocol::NewDeployment {
     const REJECTION: ErrorCode = ErrorCode::BadRequest;
 }
 
+/// The body of `POST /api/account/password`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+impl Input for PasswordChange {}
+
 /// A JSON body parsed into `T`; anything else becomes our error format: `400` when it is
 /// not a JSON object, `413` when too large, `T::REJECTION` naming the field otherwise.
 pub struct Body<T>(pub T);
@@ -251,12 +261,29 @@ pub async fn cancel_deployment(
     ))
 }
 
+/// Bytes read from the log file at a time: the download's memory, whatever the log's size.
+const DOWNLOAD_CHUNK: usize = 64 * 1024;
+
+/// `GET /api/deployments/{id}/logs`: the log as it stands, streamed from its file (a log
+/// may hold `SLIPWAY_LOG_MAX_MB`; many downloads at once must not hold it in memory).
 pub async fn deployment_log(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let bytes = state.engine.log(parse_id("deployment id", &id)?).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
+    let log = state
+        .engine
+        .log_file(parse_id("deployment id", &id)?)
+        .await?;
+    let len = log.len;
+    let body = axum::body::Body::from_stream(log.into_stream(DOWNLOAD_CHUNK));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// Most lines one `GET /api/deployments/{id}/lines` answers.
@@ -315,6 +342,51 @@ pub async fn search_log(
 
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such API route: see PROTOCOL.md")
+}
+
+/// `POST /api/account/password` with `{"current_password", "new_password"}`: the
+/// signed-in user's new password. Every session of the user ends; the answer sets a new
+/// session cookie. API tokens have no password (403). Throttled like signing in.
+pub async fn change_password(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Extension(by): Extension<Principal>,
+    Body(change): Body<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let user = crate::auth::password_owner(&by)?;
+    let secret = state
+        .engine
+        .auth()
+        .change_password(
+            user,
+            &change.current_password,
+            &change.new_password,
+            peer.ip(),
+        )
+        .await?;
+    Ok(crate::auth::with_session(
+        &state,
+        StatusCode::NO_CONTENT.into_response(),
+        &secret,
+    ))
+}
+
+/// `DELETE /api/sessions`: signs out every session of the signed-in user (this one
+/// included), or with an API token every session of everyone. Answers `{"ended": N}`.
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    Extension(by): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let ended = state
+        .engine
+        .auth()
+        .sign_out_everywhere(crate::auth::sessions_of(&by))
+        .await?;
+    let answer = Json(serde_json::json!({ "ended": ended })).into_response();
+    Ok(match crate::auth::sessions_of(&by) {
+        Some(_) => crate::auth::with_session(&state, answer, ""),
+        None => answer,
+    })
 }
 
 /// `GET /api/tokens`: API tokens, never their secrets.

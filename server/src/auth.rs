@@ -9,17 +9,25 @@
 //!   to the sign-in page (or to `/setup` while no account exists).
 //!
 //! Only `GET /api/health`, the sign-in pages and the static assets are public.
-//! The `/auth/*` form handlers create the admin account, sign in and sign out.
+//! The `/auth/*` form handlers create the admin account (with the one-time setup code),
+//! sign in (throttled: `429` with `Retry-After`), sign out, sign out everywhere and
+//! change the password. What went wrong goes back to the page as a
+//! [`FormProblem`] key, never as text, and `next` only ever leads to a path of this site.
 
 use crate::AppState;
 use crate::error::ApiError;
+use app::pages::account::FormProblem;
 use axum::Form;
-use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, ORIGIN, REFERER, SET_COOKIE};
+use axum::extract::{ConnectInfo, Extension, Request, State};
+use axum::http::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, REFERER, RETRY_AFTER,
+    SET_COOKIE,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use engine::auth::{Principal, SESSION_LIFETIME};
+use engine::EngineError;
+use engine::auth::{Credential, Principal, SESSION_LIFETIME};
 use protocol::ErrorCode;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -228,10 +236,18 @@ fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
 }
 
-/// A `next` that stays on this site.
-fn local_path(next: Option<&str>) -> &str {
+/// A `next` that stays on this site: a path (`/...`, not `//...`) of URL characters only.
+/// Anything else (a scheme, a backslash, spaces, tabs or other control characters that
+/// browsers drop or read as slashes) leads to `/`.
+pub fn local_path(next: Option<&str>) -> &str {
+    let url_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%#".contains(&b);
     match next {
-        Some(next) if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') => {
+        Some(next)
+            if next.starts_with('/')
+                && !next.starts_with("//")
+                && next.len() <= 2048
+                && next.bytes().all(url_char) =>
+        {
             next
         }
         _ => "/",
@@ -251,17 +267,78 @@ fn session_cookie(state: &AppState, value: &str, max_age: u64) -> String {
         .to_string()
 }
 
-fn signed_in(state: &AppState, secret: &str, next: Option<&str>) -> Response {
-    let cookie = session_cookie(state, secret, SESSION_LIFETIME.as_secs());
-    let mut response = see_other(local_path(next));
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+/// Sets (or, with an empty `secret`, clears) the session cookie on `response`.
+pub fn with_session(state: &AppState, mut response: Response, secret: &str) -> Response {
+    let max_age = if secret.is_empty() {
+        0
+    } else {
+        SESSION_LIFETIME.as_secs()
+    };
+    if let Ok(value) = HeaderValue::from_str(&session_cookie(state, secret, max_age)) {
         response.headers_mut().insert(SET_COOKIE, value);
     }
     response
 }
 
+fn signed_in(state: &AppState, secret: &str, next: Option<&str>) -> Response {
+    with_session(state, see_other(local_path(next)), secret)
+}
+
+/// `page?error=<key>&...`: the page shows the problem's own message.
+fn back_to(page: &str, problem: FormProblem, more: &[(&str, &str)]) -> Response {
+    let mut pairs = vec![("error", problem.key())];
+    pairs.extend_from_slice(more);
+    see_other(&format!("{page}?{}", query(&pairs)))
+}
+
+/// The form problem an engine error is, for the field it names.
+fn problem_of(e: &EngineError) -> FormProblem {
+    match e {
+        EngineError::TooManyRequests { .. } => FormProblem::Throttled,
+        EngineError::Unauthorized(_) => FormProblem::Credentials,
+        EngineError::Forbidden(_) => FormProblem::SetupCode,
+        _ => match e.field() {
+            Some("username") => FormProblem::Username,
+            Some("password" | "new_password") => FormProblem::Password,
+            Some("current_password") => FormProblem::CurrentPassword,
+            _ => FormProblem::Failed,
+        },
+    }
+}
+
+/// `429` with `Retry-After`: a small page for a browser's form, our JSON error otherwise.
+fn too_many(headers: &HeaderMap, e: EngineError, back: &str) -> Response {
+    let error = ApiError::from(e);
+    let wants_html = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if !wants_html {
+        return error.into_response();
+    }
+    let secs = error.retry_after.unwrap_or(1);
+    let page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Slipway</title>\
+         <link rel=\"stylesheet\" href=\"/pkg/slipway.css\"></head>\
+         <body class=\"min-h-screen bg-slate-950 text-slate-100\"><main class=\"mx-auto mt-10 max-w-sm px-4\">\
+         <h1 class=\"text-2xl font-semibold\">Too many attempts</h1>\
+         <p role=\"alert\" class=\"mt-4\">Too many sign-in attempts: try again in {secs} s.</p>\
+         <p class=\"mt-4\"><a class=\"text-sky-300\" href=\"{back}\">Back</a></p></main></body></html>"
+    );
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(RETRY_AFTER, secs.into());
+    response
+}
+
 #[derive(Deserialize)]
 pub struct SetupForm {
+    #[serde(default)]
+    code: String,
     username: String,
     password: String,
     confirm: String,
@@ -274,7 +351,15 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// `POST /auth/setup`: creates the admin account while none exists, then signs in.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+    confirm: String,
+}
+
+/// `POST /auth/setup`: creates the admin account while none exists, with the setup code
+/// printed at start, then signs in.
 pub async fn setup(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -283,59 +368,59 @@ pub async fn setup(
     if let Err(refusal) = state.origins.check(&headers) {
         return refusal.into_response();
     }
-    if state.engine.auth().has_users() {
+    let auth = state.engine.auth();
+    if auth.has_users() {
         return see_other("/login");
     }
-    if form.password != form.confirm {
-        return see_other(&format!(
-            "/setup?{}",
-            query(&[
-                ("error", "confirm: the passwords differ"),
-                ("username", &form.username)
-            ])
-        ));
+    if !auth.setup_code_matches(&form.code) {
+        return back_to("/setup", FormProblem::SetupCode, &[]);
     }
-    match state
-        .engine
-        .auth()
-        .create_admin(form.username.trim(), &form.password)
+    let again = [
+        ("username", form.username.as_str()),
+        ("code", form.code.as_str()),
+    ];
+    if form.password != form.confirm {
+        return back_to("/setup", FormProblem::Confirm, &again);
+    }
+    match auth
+        .create_admin(&form.code, form.username.trim(), &form.password)
         .await
     {
         Ok(secret) => signed_in(&state, &secret, None),
-        Err(engine::EngineError::Conflict(engine::Conflict::AccountExists)) => see_other("/login"),
+        Err(EngineError::Conflict(engine::Conflict::AccountExists)) => see_other("/login"),
         Err(e) => {
-            let message = ApiError::from(e).message;
-            see_other(&format!(
-                "/setup?{}",
-                query(&[("error", &message), ("username", &form.username)])
-            ))
+            let problem = problem_of(&e);
+            ApiError::from(e).log();
+            back_to("/setup", problem, &again)
         }
     }
 }
 
-/// `POST /auth/login`.
+/// `POST /auth/login`. Password checks are throttled per address and per user.
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     if let Err(refusal) = state.origins.check(&headers) {
         return refusal.into_response();
     }
+    let next = local_path(form.next.as_deref());
     match state
         .engine
         .auth()
-        .login(form.username.trim(), &form.password)
+        .login(form.username.trim(), &form.password, peer.ip())
         .await
     {
-        Ok(secret) => signed_in(&state, &secret, form.next.as_deref()),
+        Ok(secret) => signed_in(&state, &secret, Some(next)),
+        Err(e @ EngineError::TooManyRequests { .. }) => {
+            too_many(&headers, e, &format!("/login?{}", query(&[("next", next)])))
+        }
         Err(e) => {
-            let message = ApiError::from(e).message;
-            let next = local_path(form.next.as_deref());
-            see_other(&format!(
-                "/login?{}",
-                query(&[("error", &message), ("next", next)])
-            ))
+            let problem = problem_of(&e);
+            ApiError::from(e).log();
+            back_to("/login", problem, &[("next", next)])
         }
     }
 }
@@ -347,11 +432,76 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     {
         return ApiError::from(e).into_response();
     }
-    let mut response = see_other("/login");
-    if let Ok(value) = HeaderValue::from_str(&session_cookie(&state, "", 0)) {
-        response.headers_mut().insert(SET_COOKIE, value);
+    with_session(&state, see_other("/login"), "")
+}
+
+/// Whose sessions "sign out everywhere" ends: a user's own, or (with an API token)
+/// everyone's.
+pub fn sessions_of(principal: &Principal) -> Option<&str> {
+    (principal.via == Credential::Session).then_some(principal.name.as_str())
+}
+
+/// `POST /auth/logout-everywhere`: ends every session of the signed-in user.
+pub async fn logout_everywhere(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    match state
+        .engine
+        .auth()
+        .sign_out_everywhere(sessions_of(&principal))
+        .await
+    {
+        Ok(_) => with_session(&state, see_other("/login"), ""),
+        Err(e) => ApiError::from(e).into_response(),
     }
-    response
+}
+
+/// The user whose password a request may change: only a signed-in person's own.
+pub fn password_owner(principal: &Principal) -> Result<&str, ApiError> {
+    match principal.via {
+        Credential::Session => Ok(&principal.name),
+        _ => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "an API token has no password: sign in as the user to change it",
+        )),
+    }
+}
+
+/// `POST /auth/password`: a new password; every session of the user ends, and this
+/// browser gets a new one.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let user = match password_owner(&principal) {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if form.new_password != form.confirm {
+        return back_to("/settings/account", FormProblem::Confirm, &[]);
+    }
+    match state
+        .engine
+        .auth()
+        .change_password(user, &form.current_password, &form.new_password, peer.ip())
+        .await
+    {
+        Ok(secret) => with_session(
+            &state,
+            see_other("/settings/account?done=password"),
+            &secret,
+        ),
+        Err(e @ EngineError::TooManyRequests { .. }) => too_many(&headers, e, "/settings/account"),
+        Err(e) => {
+            let problem = problem_of(&e);
+            ApiError::from(e).log();
+            back_to("/settings/account", problem, &[])
+        }
+    }
 }
 
 #[cfg(test)]
@@ -435,8 +585,21 @@ mod tests {
         assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
         assert_eq!(cookie(&h, "c"), None);
         assert_eq!(local_path(Some("/apps/3")), "/apps/3");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", ""] {
-            assert_eq!(local_path(Some(bad)), "/", "{bad}");
+        assert_eq!(local_path(Some("/apps/3?x=1#log")), "/apps/3?x=1#log");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            " //evil.example",
+            "/ /evil.example",
+            "/\u{0}x",
+            "/é",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
         }
     }
 }

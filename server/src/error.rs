@@ -15,6 +15,8 @@ pub struct ApiError {
     pub message: String,
     /// What the server log gets for an internal error.
     detail: Option<String>,
+    /// Seconds to wait before trying again (`Retry-After`), for `too_many_requests`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             code,
             message: message.into(),
             detail: None,
+            retry_after: None,
         }
     }
 
@@ -52,6 +55,7 @@ impl From<EngineError> for ApiError {
             code,
             message: e.public_message(),
             detail: (code == ErrorCode::Internal).then(|| e.to_string()),
+            retry_after: e.retry_after(),
         }
     }
 }
@@ -61,6 +65,12 @@ impl IntoResponse for ApiError {
         self.log();
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ApiErrorBody { error: self.body() })).into_response()
+        let mut response = (status, Json(ApiErrorBody { error: self.body() })).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

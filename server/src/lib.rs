@@ -1,6 +1,8 @@
 //! Slipway's HTTP server.
 //!
 //! - [`api`]: the JSON API of PROTOCOL.md.
+//! - [`hosts`]: the `Host` allow-list every request passes first (DNS rebinding).
+//! - [`headers`]: security headers on every response; the page's CSP nonce.
 //! - [`auth`]: the gate every request passes, and sign-in.
 //! - [`monitor`]: the deployment monitor WebSocket.
 //! - [`app_logs`]: the runtime logs of an app's running containers (WebSocket or text).
@@ -17,6 +19,8 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod events;
+pub mod headers;
+pub mod hosts;
 pub mod monitor;
 pub mod webhooks;
 
@@ -41,6 +45,8 @@ pub struct AppState {
     pub closing: CancellationToken,
     /// Where signed-in browsers may send mutations and WebSocket upgrades from.
     pub origins: auth::Origins,
+    /// The `Host` names this server answers to.
+    pub hosts: std::sync::Arc<hosts::AllowedHosts>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -96,6 +102,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/tokens", get(api::list_tokens).post(api::create_token))
         .route("/tokens/{id}", axum::routing::delete(api::revoke_token))
+        .route("/account/password", post(api::change_password))
+        .route("/sessions", axum::routing::delete(api::end_sessions))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     // The built assets, precompressed by scripts/build-site.sh: browsers that accept brotli
@@ -116,19 +124,32 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/setup", post(auth::setup))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-everywhere", post(auth::logout_everywhere))
+        .route("/auth/password", post(auth::change_password))
         .leptos_routes_with_context(
             &state,
             routes,
-            move || leptos::prelude::provide_context(engine.clone()),
+            move || {
+                leptos::prelude::provide_context(engine.clone());
+                headers::provide_request_nonce();
+            },
             move || app::shell(leptos.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            app::shell,
-        ))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(headers::provide_request_nonce, app::shell))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::gate,
         ))
+        // Outermost first: the Host is checked before anything else runs, and every
+        // answer (a refusal too) gets the security headers.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            hosts::check,
+        ))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(state)
 }
 
@@ -146,6 +167,22 @@ pub fn exposure_check(addr: std::net::SocketAddr, engine: &Engine) -> Result<(),
     ))
 }
 
+/// What to print at start while no account exists: the one-time setup link (with the
+/// public URL when there is one, else the listen address).
+pub fn setup_notice(engine: &Engine, local: std::net::SocketAddr) -> Option<String> {
+    let code = engine.auth().setup_code()?;
+    let base = match &engine.config().public_url {
+        Some(url) => url.clone(),
+        None => format!("http://{local}"),
+    };
+    let file = engine.config().data_dir.join(engine::SETUP_CODE_FILE);
+    Some(format!(
+        "no account exists yet: create the admin account at {base}/setup?code={code} \
+         (the code is also in {}, and works once)",
+        file.display()
+    ))
+}
+
 /// Serves until `shutdown` resolves, then closes monitor sockets and waits for requests
 /// in flight. The caller shuts the engine down afterwards.
 pub async fn run(
@@ -154,9 +191,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let closing = CancellationToken::new();
-    let origins = auth::Origins::new(
-        engine.config().public_url.as_deref(),
-        listener.local_addr()?,
+    let local = listener.local_addr()?;
+    let config = engine.config();
+    let origins = auth::Origins::new(config.public_url.as_deref(), local);
+    let hosts = hosts::AllowedHosts::new(
+        local,
+        config.public_url.as_deref(),
+        config
+            .allowed_hosts
+            .as_ref()
+            .map(|h| h.0.as_slice())
+            .unwrap_or_default(),
     );
     let leptos =
         leptos_options().map_err(|e| std::io::Error::other(format!("Leptos.toml: {e}")))?;
@@ -165,8 +210,11 @@ pub async fn run(
         leptos,
         closing: closing.clone(),
         origins,
+        hosts: std::sync::Arc::new(hosts),
     };
-    axum::serve(listener, router(state))
+    // The peer's address: sign-in attempts are throttled per address.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             closing.cancel();

@@ -49,6 +49,10 @@ async fn serve() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     tracing::info!("serving the dashboard on http://{}", listener.local_addr()?);
+    if let Some(notice) = server::setup_notice(&engine, listener.local_addr()?) {
+        // On stderr as well as in the log: whoever started the server needs this link.
+        eprintln!("slipway: {notice}");
+    }
     server::run(engine.clone(), listener, shutdown_signal()).await?;
     tracing::info!("shutting down");
     engine.shutdown().await;

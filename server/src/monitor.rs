@@ -3,7 +3,7 @@
 //! One task per connection pumps its [`Watcher`] into the socket. The socket's send
 //! waits for the client, so a slow client slows only its own watcher, which then
 //! catches up from the store (bounded memory). Pings every 20 s; a peer silent for
-//! 60 s is dropped.
+//! 60 s is dropped, and so is one that reads nothing for 60 s while a write waits.
 
 use crate::AppState;
 use crate::auth::Access;
@@ -36,6 +36,11 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const MAX_WRITE_BUFFER: usize = 8 * 1024 * 1024;
 /// Frames written per flush at most.
 const MAX_BURST: usize = 256;
+/// The longest one write may wait for the client to read: each waits for at most about
+/// `WRITE_BUFFER` plus one frame to drain, so a client that reads fewer than ~1 KiB/s, or
+/// none (a full socket), is dropped like a silent peer. Without it, such a client holds
+/// its connection task, and the watcher with the deployment's event stream, for good.
+const WRITE_TIMEOUT: Duration = PEER_TIMEOUT;
 /// Monitor connections open now, for `/api/metrics`.
 pub static VIEWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -153,11 +158,12 @@ async fn pump(socket: WebSocket, mut watcher: impl Feed, closing: CancellationTo
                         }
                     }
                     for message in burst {
-                        if tx.feed(Message::Text(message.json.as_ref().into())).await.is_err() {
+                        let frame = Message::Text(message.json.as_ref().into());
+                        if !written(tx.feed(frame)).await {
                             return;
                         }
                     }
-                    if tx.flush().await.is_err() {
+                    if !written(tx.flush()).await {
                         return;
                     }
                     if terminal {
@@ -176,19 +182,20 @@ async fn pump(socket: WebSocket, mut watcher: impl Feed, closing: CancellationTo
                     tracing::debug!("dropping a monitor peer silent for 60 s");
                     return;
                 }
-                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                if !written(tx.send(Message::Ping(Default::default()))).await {
                     return;
                 }
             }
             _ = closing.cancelled() => break 1001,
         }
     };
-    let _ = tx
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code,
-            reason: "".into(),
-        })))
-        .await;
+    let close = tx.send(Message::Close(Some(CloseFrame {
+        code: close_code,
+        reason: "".into(),
+    })));
+    if !written(close).await {
+        return;
+    }
     // Wait briefly for the client's close so the connection ends cleanly.
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(message)) = rx.next().await {
@@ -198,4 +205,15 @@ async fn pump(socket: WebSocket, mut watcher: impl Feed, closing: CancellationTo
         }
     })
     .await;
+}
+
+/// Whether a write to the client finished within [`WRITE_TIMEOUT`]; `false` drops it.
+async fn written<E>(write: impl Future<Output = Result<(), E>>) -> bool {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(result) => result.is_ok(),
+        Err(_) => {
+            tracing::debug!("dropping a monitor peer that read nothing for 60 s");
+            false
+        }
+    }
 }

@@ -17,15 +17,11 @@ const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded")
 const PASSWORD: &str = "correct horse battery staple";
 
 fn set_cookie(head: &str) -> Option<String> {
-    head.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-        .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+    common::header(head, "set-cookie")
 }
 
 fn location(head: &str) -> Option<String> {
-    head.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("location:"))
-        .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+    common::header(head, "location")
 }
 
 fn error_code(body: &str) -> String {
@@ -50,16 +46,23 @@ async fn every_route_refuses_without_valid_credentials() {
     assert!(body.contains("/setup"), "{body}");
     let (status, _, body) = http_with(addr, "GET", "/api/health", None, &[]).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, setup_page) = http_with(addr, "GET", "/setup", None, &[]).await;
+    // The setup form needs the code printed at start.
+    let code = server.engine.auth().setup_code().expect("a setup code");
+    let (status, _, refused_page) = http_with(addr, "GET", "/setup", None, &[]).await;
+    assert_eq!(status, 403);
+    assert!(refused_page.contains("setup link"), "{refused_page}");
+    assert!(!refused_page.contains("Create account"), "{refused_page}");
+    let (status, _, setup_page) =
+        http_with(addr, "GET", &format!("/setup?code={code}"), None, &[]).await;
     assert_eq!(status, 200);
     assert!(
-        setup_page.contains("Create the admin account"),
+        setup_page.contains("Create the admin account") && setup_page.contains("Create account"),
         "{setup_page}"
     );
 
     // Creating the admin from a foreign page is refused; from our own origin it signs in.
     let form = format!(
-        "username=root&password={0}&confirm={0}",
+        "code={code}&username=root&password={0}&confirm={0}",
         PASSWORD.replace(' ', "+")
     );
     let (status, _, _) = http_with(
@@ -73,7 +76,7 @@ async fn every_route_refuses_without_valid_credentials() {
     assert_eq!(status, 403);
     assert!(!server.engine.auth().has_users());
     let mismatch = format!(
-        "username=root&password={}&confirm=other+password",
+        "code={code}&username=root&password={}&confirm=other+password",
         PASSWORD.replace(' ', "+")
     );
     let (status, head, _) = http_with(
@@ -131,16 +134,9 @@ async fn every_route_refuses_without_valid_credentials() {
     assert!(location(&head).unwrap().contains("error="), "{head}");
 
     // Something to protect: an app, a finished deployment, a token.
-    let id = server
-        .deploy_script("guarded", "lines 3\ninterval_us 0\n")
+    let (app_id, id) = server
+        .finished_deployment("guarded", "lines 3\ninterval_us 0\n")
         .await;
-    server
-        .ws(&format!("id={id}"))
-        .await
-        .read_to_close(Duration::from_secs(30))
-        .await;
-    let (_, app) = server.json("GET", "/api/apps", None).await;
-    let app_id = app[0]["id"].as_i64().unwrap();
     let (status, token) = server
         .json("POST", "/api/tokens", Some(json!({"name": "ci"})))
         .await;
@@ -166,6 +162,10 @@ async fn every_route_refuses_without_valid_credentials() {
         ("POST", app::api::RotateWebhook::PATH),
         ("POST", app::api::GetAppLogs::PATH),
         ("POST", app::api::AppLogLines::PATH),
+        ("POST", app::api::ListNotifications::PATH),
+        ("POST", app::api::AddNotification::PATH),
+        ("POST", app::api::DeleteNotification::PATH),
+        ("POST", app::api::SetupAllowed::PATH),
     ];
     let api_routes: Vec<(&str, String, Option<String>)> = vec![
         ("GET", "/api/apps".into(), None),
@@ -207,6 +207,23 @@ async fn every_route_refuses_without_valid_credentials() {
         ("POST", format!("/api/apps/{app_id}/webhook"), None),
         ("GET", format!("/api/apps/{app_id}/webhook/deliveries"), None),
         ("GET", format!("/api/apps/{app_id}/logs"), None),
+        ("GET", "/api/events".into(), None),
+        ("GET", "/api/notifications".into(), None),
+        (
+            "POST",
+            "/api/notifications".into(),
+            Some(json!({"url": "http://127.0.0.1:9/x", "events": ["success"]}).to_string()),
+        ),
+        ("DELETE", "/api/notifications/1".into(), None),
+        (
+            "POST",
+            "/api/account/password".into(),
+            Some(
+                json!({"current_password": PASSWORD, "new_password": "taken over 1234"})
+                    .to_string(),
+            ),
+        ),
+        ("DELETE", "/api/sessions".into(), None),
         ("GET", "/api/nothing-here".into(), None),
     ];
     let routes: Vec<(&str, String, Option<String>)> = api_routes
@@ -221,6 +238,7 @@ async fn every_route_refuses_without_valid_credentials() {
         "/".to_owned(),
         format!("/apps/{app_id}"),
         format!("/apps/{app_id}/logs"),
+        "/settings/notifications".to_owned(),
         format!("/deployments/{id}"),
         "/settings/tokens".to_owned(),
     ];

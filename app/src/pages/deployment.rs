@@ -31,8 +31,9 @@ pub fn DeploymentPage() -> impl IntoView {
                 Ok(view) => view! {
                     <Monitor view />
                     // Until the WebAssembly takes over (or without it), show the log's end:
-                    // the newest lines are what a late joiner came for.
-                    <script inner_html=SCROLL_LOG_TO_END></script>
+                    // the newest lines are what a late joiner came for. It carries the
+                    // page's CSP nonce, like Leptos' own scripts.
+                    <script nonce=use_nonce() inner_html=SCROLL_LOG_TO_END></script>
                 }
                 .into_any(),
                 Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),

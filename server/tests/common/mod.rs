@@ -48,9 +48,14 @@ impl TestServer {
 
     /// A server whose runtime is the synthetic one: its "Dockerfile" is a script of output.
     pub async fn start_synthetic(name: &str) -> TestServer {
+        TestServer::start_synthetic_with_vars(name, &[]).await
+    }
+
+    /// A synthetic server whose configuration also holds `vars`.
+    pub async fn start_synthetic_with_vars(name: &str, vars: &[(&str, String)]) -> TestServer {
         let runtime: std::sync::Arc<dyn engine::runtime::Runtime> =
             std::sync::Arc::new(engine::runtime::synthetic::SyntheticRuntime::default());
-        TestServer::start_with(name, Some(runtime), &[]).await
+        TestServer::start_with(name, Some(runtime), vars).await
     }
 
     async fn start_with(
@@ -400,27 +405,13 @@ pub fn git_repo(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
         );
         std::fs::write(path, content).unwrap();
     }
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Slipway Test",
-                "-c",
-                "user.email=test@slipway.invalid",
-            ])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "test app"]);
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &["commit", "-q", "-m", "test app"],
+    ] {
+        git(&repo, args);
+    }
     repo
 }
 
@@ -439,6 +430,107 @@ COPY busybox /bin/busybox
 RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
 RUN echo about-to-fail && exit 3
 ";
+
+/// Runs one git command in `repo`, which must succeed.
+fn git(repo: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Slipway Test",
+            "-c",
+            "user.email=test@slipway.invalid",
+        ])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Commits everything in `repo` (made by [`git_repo`]).
+pub fn commit_all(repo: &Path, message: &str) {
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", message]);
+}
+
+/// The value of the header `name` in a response head from [`http_with`].
+pub fn header(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+/// `text` as one value of a form body (`application/x-www-form-urlencoded`).
+pub fn form_value(text: &str) -> String {
+    serde_urlencoded::to_string([("v", text)])
+        .unwrap()
+        .trim_start_matches("v=")
+        .to_owned()
+}
+
+/// `(VmRSS, VmHWM)` of a process (`"self"` or a pid), in KiB, from `/proc`.
+pub fn memory_kib(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+impl TestServer {
+    /// Registers an app (`extra` adds fields to the body); answers its id.
+    pub async fn create_app(&self, name: &str, repo: &str, extra: Value) -> i64 {
+        let mut body = serde_json::json!({"name": name, "repo_url": repo});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let (status, app) = self.json("POST", "/api/apps", Some(body)).await;
+        assert_eq!(status, 201, "{app}");
+        app["id"].as_i64().unwrap()
+    }
+
+    /// Queues a deployment of `app`; answers its id.
+    pub async fn queue_deployment(&self, app: i64) -> i64 {
+        let (status, d) = self
+            .json(
+                "POST",
+                "/api/deployments",
+                Some(serde_json::json!({"appId": app})),
+            )
+            .await;
+        assert_eq!(status, 201, "{d}");
+        d["id"].as_i64().unwrap()
+    }
+
+    /// Follows deployment `id` to its end (the server closes the monitor).
+    pub async fn follow(&self, id: i64, limit: Duration) -> Received {
+        self.ws(&format!("id={id}"))
+            .await
+            .read_to_close(limit)
+            .await
+    }
+
+    /// A finished deployment of a new app `name` with the synthetic `script`: answers
+    /// the app's id and the deployment's.
+    pub async fn finished_deployment(&self, name: &str, script: &str) -> (i64, i64) {
+        let id = self.deploy_script(name, script).await;
+        self.follow(id, Duration::from_secs(30)).await;
+        let (_, deployment) = self
+            .json("GET", &format!("/api/deployments/{id}"), None)
+            .await;
+        (deployment["app_id"].as_i64().unwrap(), id)
+    }
+}
 
 /// Commits `content` as `name` in `repo`.
 pub fn commit(repo: &Path, name: &str, content: &str) {
