@@ -128,20 +128,27 @@ impl Api for Binary {
 #[derive(Clone)]
 struct Edge {
     client: reqwest::Client,
+    /// Never reuses a connection: for a retry after a kept-alive one was closed.
+    fresh: reqwest::Client,
     port: u16,
 }
 
 impl Edge {
     fn new(port: u16, hosts: &[&str]) -> Edge {
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64);
-        for host in hosts {
-            builder = builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-        }
+        let builder = |idle: usize| {
+            let mut builder = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(idle);
+            for host in hosts {
+                builder =
+                    builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+            builder.build().expect("client")
+        };
         Edge {
-            client: builder.build().expect("client"),
+            client: builder(64),
+            fresh: builder(0),
             port,
         }
     }
@@ -152,9 +159,17 @@ impl Edge {
 
     /// The status and body of a GET, or why there was none.
     async fn get(&self, host: &str, path: &str) -> Result<(u16, String), String> {
-        let response = self
-            .client
-            .get(self.url(host, path))
+        Edge::get_with(&self.client, self.url(host, path)).await
+    }
+
+    /// As `get`, on a new connection.
+    async fn get_fresh(&self, host: &str, path: &str) -> Result<(u16, String), String> {
+        Edge::get_with(&self.fresh, self.url(host, path)).await
+    }
+
+    async fn get_with(client: &reqwest::Client, url: String) -> Result<(u16, String), String> {
+        let response = client
+            .get(url)
             .send()
             .await
             .map_err(|e| format!("{e:?}"))?;
@@ -214,10 +229,11 @@ impl Load {
                 while !stop.is_cancelled() {
                     let mut answer = edge.get(&host, "/").await;
                     if answer.is_err() {
-                        // A kept-alive connection closed by a reload: once more, as
-                        // browsers do for an idempotent request.
+                        // A kept-alive connection closed by a reload: once more on a new
+                        // connection, as browsers do for an idempotent request (another
+                        // pooled connection may be closing too).
                         retried.fetch_add(1, Ordering::Relaxed);
-                        answer = edge.get(&host, "/").await;
+                        answer = edge.get_fresh(&host, "/").await;
                     }
                     match answer {
                         Ok((200, body)) if body.starts_with("version") => {
