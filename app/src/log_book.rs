@@ -150,7 +150,10 @@ mod tests {
         let mut book = LogBook::default();
         book.insert((1..=3000).map(line));
         book.drop_before(2501);
-        assert_eq!((book.gone(), book.total(), book.loaded()), (2500, 3000, 500));
+        assert_eq!(
+            (book.gone(), book.total(), book.loaded()),
+            (2500, 3000, 500)
+        );
         assert!(book.get(2500).is_none());
         assert_eq!(book.get(2501).map(|l| l.as_ref()), Some("line 2501\n"));
         // A late page of gone lines is not filed again, and they are not asked for.

@@ -17,7 +17,6 @@ const VIEWERS: usize = 1_000;
 const CHANGES: usize = 2_000;
 const WRITERS: usize = 4;
 
-
 pub async fn run(dir: &Path, report: &mut Report, quick: bool) -> Result<()> {
     let (viewers, changes) = if quick {
         (VIEWERS / 10, CHANGES / 10)
@@ -60,7 +59,10 @@ pub async fn run(dir: &Path, report: &mut Report, quick: bool) -> Result<()> {
     }
     drop(ready_tx);
     for _ in 0..viewers {
-        ready_rx.recv().await.context("a feed viewer did not connect")?;
+        ready_rx
+            .recv()
+            .await
+            .context("a feed viewer did not connect")?;
     }
 
     let began = Instant::now();
@@ -70,7 +72,8 @@ pub async fn run(dir: &Path, report: &mut Report, quick: bool) -> Result<()> {
         writers.spawn(async move {
             for i in (w..changes).step_by(WRITERS) {
                 let body = json!({"env": {"N": i.to_string()}}).to_string();
-                let _ = super::http(addr, "PATCH", &format!("/api/apps/{app_id}"), Some(&body)).await;
+                let _ =
+                    super::http(addr, "PATCH", &format!("/api/apps/{app_id}"), Some(&body)).await;
             }
         });
     }

@@ -41,7 +41,8 @@ fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some("feed") {
         // Only the event feed's section, on a fresh server.
         return runtime.block_on(async {
-            let dir = std::env::temp_dir().join(format!("slipway-bench-feed-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("slipway-bench-feed-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let mut report = Report(Vec::new());
             feed::run(&dir, &mut report, args.iter().any(|a| a == "--quick")).await?;

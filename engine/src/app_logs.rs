@@ -109,10 +109,7 @@ impl AppLog {
         }
         let mut state = self.lock();
         let segment_max = (self.budget / SEGMENTS).max(64 * 1024);
-        let current = state
-            .segments
-            .back()
-            .map(|(first, bytes)| (*first, *bytes));
+        let current = state.segments.back().map(|(first, bytes)| (*first, *bytes));
         let next_seq = self.last_seq() + 1;
         // A new segment when none is open or the last one is full.
         let roll = match current {
@@ -176,15 +173,15 @@ impl AppLog {
         let segments: Vec<Seq> = self.lock().segments.iter().map(|(f, _)| *f).collect();
         let mut lines = Vec::new();
         for (n, first) in segments.iter().enumerate() {
-            let end = segments
-                .get(n + 1)
-                .map(|next| next - 1)
-                .unwrap_or(Seq::MAX);
+            let end = segments.get(n + 1).map(|next| next - 1).unwrap_or(Seq::MAX);
             if end < from || *first > to {
                 continue;
             }
             let (local_from, local_to) = (from.max(*first) - first + 1, to.min(end) - first + 1);
-            for stored in self.store.read_blocking(*first as i64, local_from, local_to)? {
+            for stored in self
+                .store
+                .read_blocking(*first as i64, local_from, local_to)?
+            {
                 let (stream, text) = OutputStream::split(&stored.line);
                 lines.push(LogLine {
                     seq: first + stored.seq - 1,
@@ -231,7 +228,12 @@ impl AppLogs {
 
     /// The app's log, opened from disk the first time.
     pub(crate) async fn log(&self, app: AppId) -> io::Result<Arc<AppLog>> {
-        if let Some(log) = self.logs.lock().unwrap_or_else(|p| p.into_inner()).get(&app) {
+        if let Some(log) = self
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&app)
+        {
             return Ok(log.clone());
         }
         let (dir, budget) = (self.dir.join(app.to_string()), self.budget);
@@ -297,7 +299,12 @@ impl AppLogs {
         {
             token.cancel();
         }
-        if let Some(log) = self.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&app) {
+        if let Some(log) = self
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&app)
+        {
             log.closed.cancel();
         }
         let _ = tokio::fs::remove_dir_all(self.dir.join(app.to_string())).await;
@@ -317,13 +324,14 @@ async fn follow(
     use futures_util::StreamExt;
     // The engine's timestamp of the last line taken (RFC 3339 with nanoseconds), kept on
     // disk so a restart of Slipway takes nothing twice either.
-    let mut cursor: Option<String> = tokio::fs::read_to_string(&cursor_file)
-        .await
-        .ok()
-        .and_then(|text| {
-            let (id, at) = text.trim().split_once(' ')?;
-            (id == container).then(|| at.to_owned())
-        });
+    let mut cursor: Option<String> =
+        tokio::fs::read_to_string(&cursor_file)
+            .await
+            .ok()
+            .and_then(|text| {
+                let (id, at) = text.trim().split_once(' ')?;
+                (id == container).then(|| at.to_owned())
+            });
     let mut splitters: HashMap<OutputStream, LineSplitter> = HashMap::new();
     loop {
         let mut output = runtime.follow_logs(&container, cursor.clone());
@@ -332,10 +340,18 @@ async fn follow(
                 chunk = output.next() => chunk,
                 _ = token.cancelled() => return,
             };
-            let Some(Ok(LogChunk { stream, timestamp, text })) = chunk else {
+            let Some(Ok(LogChunk {
+                stream,
+                timestamp,
+                text,
+            })) = chunk
+            else {
                 break;
             };
-            if cursor.as_deref().is_some_and(|seen| !crate::time::is_after(&timestamp, seen)) {
+            if cursor
+                .as_deref()
+                .is_some_and(|seen| !crate::time::is_after(&timestamp, seen))
+            {
                 continue;
             }
             let lines = splitters.entry(stream).or_default().push(&text);
@@ -343,7 +359,8 @@ async fn follow(
             if lines.is_empty() {
                 continue;
             }
-            let batch: Vec<(OutputStream, String)> = lines.into_iter().map(|l| (stream, l)).collect();
+            let batch: Vec<(OutputStream, String)> =
+                lines.into_iter().map(|l| (stream, l)).collect();
             let writer = log.clone();
             let written = tokio::task::spawn_blocking(move || writer.append_blocking(batch)).await;
             if !matches!(written, Ok(Ok(()))) {
@@ -356,7 +373,10 @@ async fn follow(
             _ = token.cancelled() => return,
         }
         // The container is gone for good: nothing more to follow.
-        if matches!(runtime.state(&container).await, Ok(crate::runtime::ContainerState::Missing)) {
+        if matches!(
+            runtime.state(&container).await,
+            Ok(crate::runtime::ContainerState::Missing)
+        ) {
             return;
         }
     }

@@ -422,12 +422,11 @@ async fn deployment_event(tx: &mut Tx<'_>, deployment: &Deployment) -> Result<Fe
 /// The newest `limit` events, oldest first, and the newest id.
 pub(crate) async fn recent_events(pool: &Pool, limit: u64) -> Result<(Vec<FeedEvent>, FeedId)> {
     count();
-    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-        "SELECT id, kind, timestamp, data FROM events ORDER BY id DESC LIMIT ?",
-    )
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT id, kind, timestamp, data FROM events ORDER BY id DESC LIMIT ?")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await?;
     let last = rows.first().map_or(0, |(id, ..)| *id as FeedId);
     let mut events = Vec::with_capacity(rows.len());
     for (id, kind, timestamp, data) in rows.into_iter().rev() {
@@ -438,7 +437,11 @@ pub(crate) async fn recent_events(pool: &Pool, limit: u64) -> Result<(Vec<FeedEv
                 timestamp,
                 data,
             }),
-            _ => serde_json::from_str(&data).map(|data| FeedEvent::App { id, timestamp, data }),
+            _ => serde_json::from_str(&data).map(|data| FeedEvent::App {
+                id,
+                timestamp,
+                data,
+            }),
         };
         match event {
             Ok(event) => events.push(event),
@@ -825,7 +828,11 @@ pub(crate) struct OutboxRow {
 }
 
 /// Deliveries due at `now`, oldest first.
-pub(crate) async fn due_notifications(pool: &Pool, now: &str, limit: i64) -> Result<Vec<OutboxRow>> {
+pub(crate) async fn due_notifications(
+    pool: &Pool,
+    now: &str,
+    limit: i64,
+) -> Result<Vec<OutboxRow>> {
     count();
     Ok(sqlx::query_as::<_, OutboxRow>(
         "SELECT o.id, o.attempts, o.created_at, o.app_name, o.summary, n.url, n.format, n.secret          FROM notification_outbox o JOIN notifications n ON n.id = o.notification_id          WHERE o.delivered_at IS NULL AND o.next_at <= ? ORDER BY o.id LIMIT ?",
@@ -920,20 +927,21 @@ pub(crate) async fn insert_notification(
 
 pub(crate) async fn notifications(pool: &Pool) -> Result<Vec<protocol::Notification>> {
     count();
-    let rows: Vec<(i64, String, String, NotificationFormat, String)> = sqlx::query_as(
-        "SELECT id, url, events, format, created_at FROM notifications ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, String, String, NotificationFormat, String)> =
+        sqlx::query_as("SELECT id, url, events, format, created_at FROM notifications ORDER BY id")
+            .fetch_all(pool)
+            .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, url, events, format, created_at)| protocol::Notification {
-            id,
-            url,
-            events: serde_json::from_str(&events).unwrap_or_default(),
-            format,
-            created_at,
-        })
+        .map(
+            |(id, url, events, format, created_at)| protocol::Notification {
+                id,
+                url,
+                events: serde_json::from_str(&events).unwrap_or_default(),
+                format,
+                created_at,
+            },
+        )
         .collect())
 }
 

@@ -82,7 +82,9 @@ pub enum EngineError {
     #[error("log store: {0}")]
     Io(#[from] std::io::Error),
     /// The event feed no longer keeps the events after the `since` asked for.
-    #[error("events after {since} are no longer kept (the oldest kept is {oldest}): reload, then connect without since")]
+    #[error(
+        "events after {since} are no longer kept (the oldest kept is {oldest}): reload, then connect without since"
+    )]
     Gone { since: u64, oldest: u64 },
     #[error("{0}")]
     Internal(String),

@@ -235,9 +235,6 @@ mod tests {
         // `slow` lagged past the channel and the ring: it ends, and its resume is gone.
         assert!(ids(&mut slow).is_empty());
         let mut behind = feed.watch(Some(total - 2000)).expect("kept");
-        assert_eq!(
-            ids(&mut behind),
-            (total - 1999..=total).collect::<Vec<_>>()
-        );
+        assert_eq!(ids(&mut behind), (total - 1999..=total).collect::<Vec<_>>());
     }
 }

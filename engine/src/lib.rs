@@ -25,8 +25,8 @@ pub mod config;
 pub mod credentials;
 mod db;
 pub mod edge;
-pub mod feed;
 pub mod error;
+pub mod feed;
 pub mod files;
 pub mod git;
 mod lifecycle;
@@ -39,10 +39,10 @@ pub mod time;
 pub mod watch;
 mod worker;
 
+pub use app_logs::AppLogWatcher;
 pub use config::Config;
 pub use db::QUERIES;
 pub use error::{Conflict, EngineError, Missing, Result};
-pub use app_logs::AppLogWatcher;
 pub use feed::FeedWatcher;
 pub use watch::{Feed, Outgoing, WatchEnd, Watcher};
 
@@ -617,7 +617,10 @@ impl Engine {
     /// `since` is older).
     pub async fn watch_app(&self, app: AppId, since: Seq) -> Result<AppLogWatcher> {
         db::app(&self.inner.pool, app).await?;
-        let status = match db::deployments_of_app(&self.inner.pool, app, 1).await?.pop() {
+        let status = match db::deployments_of_app(&self.inner.pool, app, 1)
+            .await?
+            .pop()
+        {
             Some(current) => current.status_data(),
             None => protocol::StatusData::new(0, Status::Pending, 0, String::new(), None, None),
         };
@@ -703,7 +706,10 @@ impl Engine {
         let lines = tokio::task::spawn_blocking(move || log.read_blocking(first, last))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
-        Ok(lines.into_iter().flat_map(|l| l.line.into_bytes()).collect())
+        Ok(lines
+            .into_iter()
+            .flat_map(|l| l.line.into_bytes())
+            .collect())
     }
 
     /// `GET /metrics` in the Prometheus text format; `viewers` are the open monitors.

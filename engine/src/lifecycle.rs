@@ -10,8 +10,8 @@
 use crate::bus::{DeploymentStream, EventBus, Lookup};
 use crate::db::{self, Artifacts, Change, DeploymentRecord, Pool};
 use crate::error::{Conflict, EngineError, Result};
-use crate::logstore::{LogStore, LogWriter};
 use crate::feed::EventFeed;
+use crate::logstore::{LogStore, LogWriter};
 use crate::watch::Watcher;
 use protocol::{AppId, Deployment, DeploymentId, FeedEvent, LogLine, Plan, Seq, Status};
 use std::collections::HashMap;

@@ -132,9 +132,9 @@ impl Notifier {
                 app_name: row.app_name.clone(),
                 monitor_url,
             }),
-            NotificationFormat::Slack => {
-                serde_json::to_string(&serde_json::json!({"text": slack_text(&row.app_name, &summary, &monitor_url)}))
-            }
+            NotificationFormat::Slack => serde_json::to_string(
+                &serde_json::json!({"text": slack_text(&row.app_name, &summary, &monitor_url)}),
+            ),
         }
         .map_err(|e| e.to_string())?;
         let response = self
@@ -142,7 +142,10 @@ impl Notifier {
             .post(&row.url)
             .header("Content-Type", "application/json")
             .header("User-Agent", "slipway-notifications")
-            .header("X-Slipway-Signature", format!("sha256={}", sign(&row.secret, &body)))
+            .header(
+                "X-Slipway-Signature",
+                format!("sha256={}", sign(&row.secret, &body)),
+            )
             .body(body)
             .send()
             .await
@@ -165,7 +168,9 @@ pub fn sign(secret: &str, body: &str) -> String {
 
 fn retry_after(attempts: i64) -> Duration {
     let exp = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
-    FIRST_RETRY.saturating_mul(2u32.saturating_pow(exp)).min(MAX_RETRY)
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(MAX_RETRY)
 }
 
 fn slack_text(app: &str, d: &DeploymentSummary, monitor_url: &str) -> String {
@@ -181,7 +186,10 @@ fn slack_text(app: &str, d: &DeploymentSummary, monitor_url: &str) -> String {
         .as_deref()
         .map(|c| format!(" ({})", &c[..c.len().min(10)]))
         .unwrap_or_default();
-    format!("{app}: deployment #{}{commit} {what} <{monitor_url}|monitor>", d.id)
+    format!(
+        "{app}: deployment #{}{commit} {what} <{monitor_url}|monitor>",
+        d.id
+    )
 }
 
 #[cfg(test)]

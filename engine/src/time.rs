@@ -55,7 +55,11 @@ pub fn is_after(a: &str, b: &str) -> bool {
 /// An RFC 3339 timestamp as Unix seconds with a fraction (`1764500000.123456789`).
 pub fn unix_seconds(at: &str) -> Option<String> {
     let at = DateTime::parse_from_rfc3339(at).ok()?;
-    Some(format!("{}.{:09}", at.timestamp(), at.timestamp_subsec_nanos()))
+    Some(format!(
+        "{}.{:09}",
+        at.timestamp(),
+        at.timestamp_subsec_nanos()
+    ))
 }
 
 #[cfg(test)]

@@ -158,7 +158,10 @@ pub fn notification_url(url: &str) -> Result<String, FieldError> {
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| FieldError::new("url", "must start with http:// or https://"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.contains('@') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if host.is_empty()
+        || host.contains('@')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(FieldError::new(
             "url",
             "must be an http(s) URL with a host, without credentials or spaces",

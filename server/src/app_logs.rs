@@ -63,7 +63,9 @@ async fn open(
     let since = match query.get("since") {
         None => 0,
         Some(text) => text.parse::<Seq>().map_err(|_| {
-            ApiError::bad_request(format!("since must be a non-negative integer, not {text:?}"))
+            ApiError::bad_request(format!(
+                "since must be a non-negative integer, not {text:?}"
+            ))
         })?,
     };
     Ok(state.engine.watch_app(id, since).await?)

@@ -30,11 +30,16 @@ pub async fn events(
     crate::monitor::socket(&state, feed, upgrade, "GET /api/events?since=N")
 }
 
-fn open(state: &AppState, query: &HashMap<String, String>) -> Result<engine::FeedWatcher, ApiError> {
+fn open(
+    state: &AppState,
+    query: &HashMap<String, String>,
+) -> Result<engine::FeedWatcher, ApiError> {
     let since = match query.get("since") {
         None => None,
         Some(text) => Some(text.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("since must be a non-negative integer, not {text:?}"))
+            ApiError::bad_request(format!(
+                "since must be a non-negative integer, not {text:?}"
+            ))
         })?),
     };
     Ok(state.engine.watch_events(since)?)

@@ -52,7 +52,11 @@ async fn deploy(server: &TestServer, app: i64) -> Status {
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().expect("deployment id");
-    let got = server.ws(&format!("id={id}")).await.read_to_close(LIMIT).await;
+    let got = server
+        .ws(&format!("id={id}"))
+        .await
+        .read_to_close(LIMIT)
+        .await;
     got.statuses().last().expect("a status").status
 }
 
@@ -122,7 +126,10 @@ async fn a_running_app_s_output_streams_across_redeploys_and_resumes_exactly() {
     if !got.iter().any(|l| l.line == "hello one\n") {
         got.extend(read_until(&mut live, "hello one").await);
     }
-    let hello = got.iter().find(|l| l.line == "hello one\n").expect("stdout line");
+    let hello = got
+        .iter()
+        .find(|l| l.line == "hello one\n")
+        .expect("stdout line");
     assert_eq!(hello.stream.as_deref(), Some("stdout"));
     let warning = got
         .iter()
@@ -205,7 +212,11 @@ async fn an_app_keeps_only_its_newest_lines_within_its_budget() {
         "3 MB printed, {} bytes kept",
         text.len()
     );
-    assert!(text.len() > 512 * 1024, "the newest lines are kept: {}", text.len());
+    assert!(
+        text.len() > 512 * 1024,
+        "the newest lines are kept: {}",
+        text.len()
+    );
 
     // A `since` older than what is kept starts at the oldest line kept, and from there
     // the lines run without a gap to the newest.

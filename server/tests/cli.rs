@@ -414,14 +414,20 @@ async fn deploy_follow_prints_the_stored_log_and_exits_0() {
         .await;
     rolled.exits(0);
     let (_, history) = server
-        .json("GET", &format!("/api/apps/{}/deployments", apps[0].id), None)
+        .json(
+            "GET",
+            &format!("/api/apps/{}/deployments", apps[0].id),
+            None,
+        )
         .await;
     let history: Vec<Deployment> = serde_json::from_value(history).unwrap();
     let newest = history.iter().max_by_key(|d| d.id).unwrap();
     assert_eq!(newest.image_from, Some(id), "{history:#?}");
     assert_eq!(newest.status, Status::Success);
     assert!(
-        rolled.stderr.contains(&format!("deployment {}: deploying", newest.id))
+        rolled
+            .stderr
+            .contains(&format!("deployment {}: deploying", newest.id))
             && !rolled.stderr.contains("building"),
         "{}",
         rolled.stderr

@@ -141,8 +141,7 @@ impl Edge {
                 .timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(idle);
             for host in hosts {
-                builder =
-                    builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+                builder = builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
             }
             builder.build().expect("client")
         };
@@ -168,11 +167,7 @@ impl Edge {
     }
 
     async fn get_with(client: &reqwest::Client, url: String) -> Result<(u16, String), String> {
-        let response = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let response = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
         let status = response.status().as_u16();
         Ok((status, response.text().await.map_err(|e| e.to_string())?))
     }

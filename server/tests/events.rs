@@ -64,7 +64,10 @@ async fn the_feed_carries_apps_and_deployments_in_order_and_resumes_exactly() {
     let server = TestServer::start_synthetic("events-feed").await;
     let mut live = feed(server.addr, None).await;
 
-    let repo = git_repo(&server.dir.join("repo"), &[("Dockerfile", "lines 50\nsteps 2\n")]);
+    let repo = git_repo(
+        &server.dir.join("repo"),
+        &[("Dockerfile", "lines 50\nsteps 2\n")],
+    );
     let (status, app) = server
         .json(
             "POST",
@@ -109,7 +112,10 @@ async fn the_feed_carries_apps_and_deployments_in_order_and_resumes_exactly() {
     let FeedEvent::Deployment { data, .. } = events.last().unwrap() else {
         unreachable!()
     };
-    assert!(data.finished_at.is_some() && data.commit.is_some(), "{data:?}");
+    assert!(
+        data.finished_at.is_some() && data.commit.is_some(),
+        "{data:?}"
+    );
 
     // A change and a deletion of the app.
     let (status, _) = server
@@ -124,9 +130,10 @@ async fn the_feed_carries_apps_and_deployments_in_order_and_resumes_exactly() {
         .request("DELETE", &format!("/api/apps/{app_id}"), None)
         .await;
     assert_eq!(status, 204);
-    let more = read_until(&mut live, |e| {
-        matches!(e, FeedEvent::App { data, .. } if data.action == AppAction::Deleted)
-    })
+    let more = read_until(
+        &mut live,
+        |e| matches!(e, FeedEvent::App { data, .. } if data.action == AppAction::Deleted),
+    )
     .await;
     let actions: Vec<AppAction> = more
         .iter()
@@ -239,9 +246,18 @@ async fn notifications_arrive_signed_after_failed_attempts() {
     // Bad input names the field.
     for (body, field) in [
         (json!({"url": "ftp://x", "events": ["success"]}), "url"),
-        (json!({"url": "http://127.0.0.1:9/x", "events": []}), "events"),
-        (json!({"url": "http://127.0.0.1:9/x", "events": ["building"]}), "events"),
-        (json!({"url": "http://127.0.0.1:9/x", "events": ["success"], "format": "xml"}), "format"),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "events": []}),
+            "events",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "events": ["building"]}),
+            "events",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "events": ["success"], "format": "xml"}),
+            "format",
+        ),
     ] {
         let (status, answer) = server.json("POST", "/api/notifications", Some(body)).await;
         assert_eq!(status, 422, "{answer}");
@@ -267,7 +283,10 @@ async fn notifications_arrive_signed_after_failed_attempts() {
     assert_eq!(status, 201);
     let (_, listed) = server.json("GET", "/api/notifications", None).await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    assert!(!listed.to_string().contains(&secret), "the secret is shown once");
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is shown once"
+    );
 
     // A success: the json receiver gets it on the third attempt, signed.
     let repo = git_repo(&server.dir.join("repo"), &[("Dockerfile", "lines 5\n")]);
@@ -279,7 +298,11 @@ async fn notifications_arrive_signed_after_failed_attempts() {
         )
         .await;
     let (_, created) = server
-        .json("POST", "/api/deployments", Some(json!({"appId": app["id"]})))
+        .json(
+            "POST",
+            "/api/deployments",
+            Some(json!({"appId": app["id"]})),
+        )
         .await;
     let id = created["id"].as_i64().unwrap();
     let delivered = json_receiver.wait_for(1).await;
@@ -307,7 +330,11 @@ async fn notifications_arrive_signed_after_failed_attempts() {
         )
         .await;
     let (_, failed) = server
-        .json("POST", "/api/deployments", Some(json!({"appId": broken["id"]})))
+        .json(
+            "POST",
+            "/api/deployments",
+            Some(json!({"appId": broken["id"]})),
+        )
         .await;
     let failed_id = failed["id"].as_i64().unwrap();
     let slack = slack_receiver.wait_for(1).await;
@@ -360,10 +387,18 @@ async fn a_notification_survives_a_crash_between_the_end_and_the_delivery() {
         )
         .await;
     let (_, deployment) = server
-        .json("POST", "/api/deployments", Some(json!({"appId": app["id"]})))
+        .json(
+            "POST",
+            "/api/deployments",
+            Some(json!({"appId": app["id"]})),
+        )
         .await;
     let id = deployment["id"].as_i64().unwrap();
-    let got = server.ws(&format!("id={id}")).await.read_to_close(LIMIT).await;
+    let got = server
+        .ws(&format!("id={id}"))
+        .await
+        .read_to_close(LIMIT)
+        .await;
     assert_eq!(got.statuses().last().unwrap().status, Status::Success);
 
     // Killed (no graceful shutdown) while the notification is undelivered.

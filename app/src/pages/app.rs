@@ -7,14 +7,14 @@ use super::{
     BUTTON, ErrorNote, INPUT, SessionEnded, StatusBadge, age, error_text, field_error, live_age,
     precheck, ticking, when,
 };
-use crate::feed::use_event_feed;
-use protocol::{DeploymentSummary, FeedEvent, FeedId, Status};
-use serde::{Deserialize, Serialize};
 use crate::api::{AppError, Deploy, Redeploy, Rollback, RotateWebhook, UpdateApp, get_app};
+use crate::feed::use_event_feed;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_router::hooks::use_params_map;
 use protocol::{App, DeploymentId};
+use protocol::{DeploymentSummary, FeedEvent, FeedId, Status};
+use serde::{Deserialize, Serialize};
 
 #[component]
 pub fn AppPage() -> impl IntoView {
@@ -137,24 +137,26 @@ fn LiveHistory(app_id: i64, since: FeedId, rows: Vec<HistoryRow>) -> impl IntoVi
         if data.app_id != app_id {
             return;
         }
-        set_rows.update(|rows| match rows.iter_mut().find(|r| r.summary.id == data.id) {
-            Some(row) => row.summary = data,
-            None => {
-                let at = rows
-                    .iter()
-                    .position(|r| r.summary.id < data.id)
-                    .unwrap_or(rows.len());
-                rows.insert(
-                    at,
-                    HistoryRow {
-                        summary: data,
-                        duration: String::new(),
-                        startable: false,
-                        newest: false,
-                    },
-                );
-            }
-        });
+        set_rows.update(
+            |rows| match rows.iter_mut().find(|r| r.summary.id == data.id) {
+                Some(row) => row.summary = data,
+                None => {
+                    let at = rows
+                        .iter()
+                        .position(|r| r.summary.id < data.id)
+                        .unwrap_or(rows.len());
+                    rows.insert(
+                        at,
+                        HistoryRow {
+                            summary: data,
+                            duration: String::new(),
+                            startable: false,
+                            newest: false,
+                        },
+                    );
+                }
+            },
+        );
     });
     let tick = ticking();
     view! {

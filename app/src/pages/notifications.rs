@@ -42,7 +42,12 @@ fn Notifications(list: Vec<Notification>) -> impl IntoView {
         }
     });
     let created = move || add.value().get().and_then(|r| r.ok());
-    let problem = move || add.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
+    let problem = move || {
+        add.value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| error_text(&e))
+    };
     let check = "mr-4 inline-flex items-center gap-1 text-sm text-slate-300";
     view! {
         <ActionForm action=add attr:class="mt-6 space-y-3" attr:aria-label="Add a notification">

@@ -221,7 +221,10 @@ mod tests {
     fn defaults_to_the_local_server_without_a_token() -> Result<(), CliError> {
         let target = resolve(&env(&[]), None)?;
         assert_eq!(target.url, DEFAULT_URL);
-        assert_eq!((token(&target), &target.token_from), (None, &TokenFrom::None));
+        assert_eq!(
+            (token(&target), &target.token_from),
+            (None, &TokenFrom::None)
+        );
         Ok(())
     }
 

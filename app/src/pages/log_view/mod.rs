@@ -35,12 +35,7 @@ pub fn LogView(live: DeploymentMonitor) -> impl IntoView {
 
     // The rows to render: seq in (gone + start, gone + end].
     let window = Memo::new(move |_| {
-        rows::window(
-            count(),
-            viewport.get(),
-            scroll_top.get(),
-            follow.on.get(),
-        )
+        rows::window(count(), viewport.get(), scroll_top.get(), follow.on.get())
     });
     // Rows about to be shown are loaded if they are not yet.
     Effect::new(move |_| {
