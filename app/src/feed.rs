@@ -46,14 +46,7 @@ mod browser {
     }
 
     fn url(since: FeedId) -> String {
-        let location = window().location();
-        let scheme = if location.protocol().as_deref() == Ok("https:") {
-            "wss"
-        } else {
-            "ws"
-        };
-        let host = location.host().unwrap_or_default();
-        format!("{scheme}://{host}/api/events?since={since}")
+        crate::monitor::socket_url(&format!("/api/events?since={since}"))
     }
 
     async fn run(

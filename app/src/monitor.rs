@@ -217,6 +217,19 @@ pub(crate) async fn sleep_ms(ms: f64) {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+/// The WebSocket URL of `path` on the page's own server (`wss` under `https`).
+#[cfg(feature = "hydrate")]
+pub(crate) fn socket_url(path: &str) -> String {
+    let location = window().location();
+    let scheme = if location.protocol().as_deref() == Ok("https:") {
+        "wss"
+    } else {
+        "ws"
+    };
+    let host = location.host().unwrap_or_default();
+    format!("{scheme}://{host}{path}")
+}
+
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::{Connection, LogSource, Setters, apply};
@@ -241,14 +254,7 @@ mod browser {
     }
 
     fn url(source: LogSource, since: Seq) -> String {
-        let location = window().location();
-        let scheme = if location.protocol().as_deref() == Ok("https:") {
-            "wss"
-        } else {
-            "ws"
-        };
-        let host = location.host().unwrap_or_default();
-        format!("{scheme}://{host}{}", source.socket_path(since))
+        super::socket_url(&source.socket_path(since))
     }
 
     use super::sleep_ms as sleep;
