@@ -12,7 +12,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use protocol::{ErrorCode, Seq};
+use protocol::Seq;
 use std::collections::HashMap;
 
 pub async fn app_logs(
@@ -22,14 +22,7 @@ pub async fn app_logs(
     Query(query): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let granted = match access.map(|Extension(access)| access) {
-        Some(Access::Granted(_)) => Ok(()),
-        Some(Access::Refused(refusal)) => Err(refusal),
-        None => Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "no credentials were checked for this request",
-        )),
-    };
+    let granted = crate::monitor::granted(access);
     if upgrade.is_err() {
         // Plain HTTP: the kept lines as text.
         return match text(&state, granted, &id).await {

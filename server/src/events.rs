@@ -10,7 +10,6 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Extension, Query, State};
 use axum::response::Response;
-use protocol::ErrorCode;
 use std::collections::HashMap;
 
 pub async fn events(
@@ -19,14 +18,7 @@ pub async fn events(
     Query(query): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let feed = match access.map(|Extension(access)| access) {
-        Some(Access::Granted(_)) => open(&state, &query),
-        Some(Access::Refused(refusal)) => Err(refusal),
-        None => Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "no credentials were checked for this request",
-        )),
-    };
+    let feed = crate::monitor::granted(access).and_then(|()| open(&state, &query));
     crate::monitor::socket(&state, feed, upgrade, "GET /api/events?since=N")
 }
 

@@ -51,15 +51,24 @@ pub async fn monitor(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // Credentials first: nobody learns whether a deployment exists without them.
-    let watcher = match access.map(|Extension(access)| access) {
-        Some(Access::Granted(_)) => open(&state, &query).await,
+    let watcher = match granted(access) {
+        Ok(()) => open(&state, &query).await,
+        Err(refusal) => Err(refusal),
+    };
+    socket(&state, watcher, upgrade, "GET /api/deployments/logs")
+}
+
+/// What the gate decided for a socket (it lets sockets through, so that a refusal is
+/// answered as an error event and a 44xx close).
+pub(crate) fn granted(access: Option<Extension<Access>>) -> Result<(), ApiError> {
+    match access.map(|Extension(access)| access) {
+        Some(Access::Granted(_)) => Ok(()),
         Some(Access::Refused(refusal)) => Err(refusal),
         None => Err(ApiError::new(
             ErrorCode::Unauthorized,
             "no credentials were checked for this request",
         )),
-    };
-    socket(&state, watcher, upgrade, "GET /api/deployments/logs")
+    }
 }
 
 /// Upgrades to a WebSocket that sends `feed`, or refuses with an error event and a 44xx
