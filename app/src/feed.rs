@@ -103,8 +103,7 @@ mod browser {
                 }
             }
             failures = failures.saturating_add(1);
-            let backoff = (250.0 * 2f64.powi(failures.min(7) - 1)).min(15_000.0);
-            crate::monitor::sleep_ms(backoff * (0.5 + js_sys::Math::random() / 2.0)).await;
+            crate::monitor::back_off(failures).await;
         }
     }
 }

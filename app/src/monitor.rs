@@ -217,6 +217,16 @@ pub(crate) async fn sleep_ms(ms: f64) {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+/// Waits before reconnecting after `failures` failed attempts in a row: 250 ms doubling
+/// to 15 s, with jitter between half and all of it, which spreads reconnect storms.
+#[cfg(feature = "hydrate")]
+pub(crate) async fn back_off(failures: i32) {
+    const FIRST_DELAY_MS: f64 = 250.0;
+    const MAX_DELAY_MS: f64 = 15_000.0;
+    let backoff = (FIRST_DELAY_MS * 2f64.powi(failures.min(10) - 1)).min(MAX_DELAY_MS);
+    sleep_ms(backoff * (0.5 + js_sys::Math::random() / 2.0)).await;
+}
+
 /// The WebSocket URL of `path` on the page's own server (`wss` under `https`).
 #[cfg(feature = "hydrate")]
 pub(crate) fn socket_url(path: &str) -> String {
@@ -241,8 +251,6 @@ mod browser {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    const FIRST_DELAY_MS: f64 = 250.0;
-    const MAX_DELAY_MS: f64 = 15_000.0;
     /// Lines received are shown at most this often (ms), in one update.
     const FLUSH_MS: f64 = 50.0;
 
@@ -354,9 +362,7 @@ mod browser {
             }
             setters.connection.set(Connection::Reconnecting);
             failures = failures.saturating_add(1);
-            let backoff = (FIRST_DELAY_MS * 2f64.powi(failures.min(10) - 1)).min(MAX_DELAY_MS);
-            // Full jitter between half and all of the backoff spreads reconnect storms.
-            sleep(backoff * (0.5 + js_sys::Math::random() / 2.0)).await;
+            super::back_off(failures).await;
         }
     }
 }

@@ -630,14 +630,29 @@ impl Engine {
 
     /// The app's kept runtime lines `from..=to` (at most 5,000), and its newest seq.
     pub async fn app_log_lines(&self, app: AppId, from: Seq, to: Seq) -> Result<LogPage> {
+        let (_, total, lines) = self
+            .read_app_log(app, |_, last| {
+                (from, to.min(last).min(from.saturating_add(4_999)))
+            })
+            .await?;
+        Ok(LogPage { total, lines })
+    }
+
+    /// Reads the app's kept runtime lines in the range `pick(first kept, newest)` answers;
+    /// answers the first kept, the newest and the lines.
+    async fn read_app_log(
+        &self,
+        app: AppId,
+        pick: impl FnOnce(Seq, Seq) -> (Seq, Seq),
+    ) -> Result<(Seq, Seq, Vec<LogLine>)> {
         db::app(&self.inner.pool, app).await?;
         let log = self.inner.app_logs.log(app).await?;
-        let total = log.last_seq();
-        let to = to.min(total).min(from.saturating_add(4_999));
+        let (first, last) = (log.first_seq(), log.last_seq());
+        let (from, to) = pick(first, last);
         let lines = tokio::task::spawn_blocking(move || log.read_blocking(from, to))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
-        Ok(LogPage { total, lines })
+        Ok((first, last, lines))
     }
 
     /// A viewer of the event feed after `since` (`None`: from now on).
@@ -688,24 +703,17 @@ impl Engine {
 
     /// The app's newest `n` kept runtime lines, and the oldest seq it still keeps.
     pub async fn app_log_tail(&self, app: AppId, n: Seq) -> Result<(Seq, Vec<LogLine>)> {
-        db::app(&self.inner.pool, app).await?;
-        let log = self.inner.app_logs.log(app).await?;
-        let (first, last) = (log.first_seq(), log.last_seq());
-        let from = last.saturating_sub(n.saturating_sub(1)).max(first);
-        let lines = tokio::task::spawn_blocking(move || log.read_blocking(from, last))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        let (first, _, lines) = self
+            .read_app_log(app, |first, last| {
+                (last.saturating_sub(n.saturating_sub(1)).max(first), last)
+            })
+            .await?;
         Ok((first, lines))
     }
 
     /// The app's kept runtime lines as text, oldest first.
     pub async fn app_log_text(&self, app: AppId) -> Result<Vec<u8>> {
-        db::app(&self.inner.pool, app).await?;
-        let log = self.inner.app_logs.log(app).await?;
-        let (first, last) = (log.first_seq(), log.last_seq());
-        let lines = tokio::task::spawn_blocking(move || log.read_blocking(first, last))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        let (_, _, lines) = self.read_app_log(app, |first, last| (first, last)).await?;
         Ok(lines
             .into_iter()
             .flat_map(|l| l.line.into_bytes())
