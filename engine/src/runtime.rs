@@ -720,6 +720,7 @@ pub mod synthetic {
     //! ```text
     //! lines 100000      # output lines to print
     //! interval_us 500   # pause between lines (0: as fast as the log takes them)
+    //! burst 300         # the first 300 lines without a pause, then at the interval
     //! steps 10          # "Step k/n" lines spread over the output
     //! size 80           # pad lines to about this many bytes
     //! delay_ms 2000     # wait before the first line
@@ -737,6 +738,7 @@ pub mod synthetic {
     pub struct Script {
         pub lines: u64,
         pub interval_us: u64,
+        pub burst: u64,
         pub steps: u64,
         pub size: usize,
         pub delay_ms: u64,
@@ -756,6 +758,7 @@ pub mod synthetic {
                 match key {
                     "lines" => script.lines = number,
                     "interval_us" => script.interval_us = number,
+                    "burst" => script.burst = number,
                     "steps" => script.steps = number,
                     "size" => script.size = number as usize,
                     "delay_ms" => script.delay_ms = number,
@@ -837,11 +840,12 @@ pub mod synthetic {
                     .map_or(u64::MAX, |e| e.max(1));
                 let closed = || RuntimeError::Other("build output closed".into());
                 for n in 1..=script.lines {
-                    if script.interval_us > 0 {
+                    if script.interval_us > 0 && n > script.burst {
                         // tokio's timer ticks in milliseconds: lines due within one tick
                         // go out together, on schedule on average.
+                        let paced = n - script.burst;
                         tokio::time::sleep_until(
-                            start + Duration::from_micros(script.interval_us * n),
+                            start + Duration::from_micros(script.interval_us * paced),
                         )
                         .await;
                     }
