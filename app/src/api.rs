@@ -82,8 +82,12 @@ pub struct AppLogsView {
     pub recent_lines: Vec<LogLine>,
 }
 
-/// Lines a page shows before its WebAssembly loads.
+/// Lines a page shows before its WebAssembly loads: the newest, at most this many...
 pub const RECENT_LINES: u64 = 200;
+/// ...and this much text: a late joiner gets the log's end in a page of bounded size
+/// (the lines travel twice, rendered and as the island's data), even when lines are
+/// 16 KiB long.
+pub const RECENT_BYTES: u64 = 64 * 1024;
 
 /// The apps, and the event feed's position they were read at (the live list resumes
 /// the feed from it).
@@ -180,7 +184,7 @@ pub async fn get_deployment(id: i64) -> Result<DeploymentView, AppError> {
         .await
         .map(|a| a.name)
         .unwrap_or_default();
-    let recent_lines = engine.recent_lines(id, RECENT_LINES).await?;
+    let recent_lines = engine.recent_lines(id, RECENT_LINES, RECENT_BYTES).await?;
     Ok(DeploymentView {
         deployment,
         app_name,

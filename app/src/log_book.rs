@@ -13,8 +13,9 @@ pub const PAGE: Seq = 1000;
 pub struct LogBook {
     /// Index `seq - gone - 1`; `None` while not loaded.
     lines: Vec<Option<Arc<str>>>,
-    /// How many lines are loaded.
+    /// How many lines are loaded, and their text's size.
     loaded: usize,
+    bytes: usize,
     /// Lines `1..=gone` are no longer kept by the server.
     gone: Seq,
 }
@@ -40,7 +41,10 @@ impl LogBook {
         let cut = usize::try_from(gone - self.gone)
             .unwrap_or(usize::MAX)
             .min(self.lines.len());
-        self.loaded -= self.lines.drain(..cut).flatten().count();
+        for line in self.lines.drain(..cut).flatten() {
+            self.loaded -= 1;
+            self.bytes -= line.len();
+        }
         self.gone = gone;
     }
 
@@ -67,6 +71,7 @@ impl LogBook {
                 self.lines.resize(index + 1, None);
             }
             if self.lines[index].is_none() {
+                self.bytes += line.line.len();
                 self.lines[index] = Some(line.line.into());
                 self.loaded += 1;
             }
@@ -84,21 +89,41 @@ impl LogBook {
         }
     }
 
-    /// The pages (`first..=last` seqs, aligned to [`PAGE`]) holding a missing line of
-    /// `from..=to`.
-    pub fn missing_pages(&self, from: Seq, to: Seq) -> Vec<(Seq, Seq)> {
+    /// What to ask the server for so that the missing lines of `from..=to` (the rows in
+    /// view) arrive: per page ([`PAGE`] lines, aligned) holding one, a run of missing
+    /// lines that ends at the last missing row in view and reaches up (towards older
+    /// lines, where a reader scrolls) and then down, as far as one answer of ordinary
+    /// lines goes. When lines are long (16 KiB), a request holds only what fits in
+    /// [`protocol::MAX_PAGE_BYTES`], nearest the view's bottom first.
+    pub fn requests(&self, from: Seq, to: Seq) -> Vec<(Seq, Seq)> {
         let to = to.min(self.total());
-        let mut pages = Vec::new();
-        let mut seq = from.max(self.gone + 1);
+        let average = self.bytes.checked_div(self.loaded).unwrap_or(0).max(1) as Seq;
+        let rows = if self.loaded == 0 {
+            PAGE
+        } else {
+            (protocol::MAX_PAGE_BYTES / average).clamp(1, PAGE)
+        };
+        let missing = |seq: Seq| self.get(seq).is_none();
+        let mut requests = Vec::new();
+        let oldest = self.gone + 1;
+        let mut seq = from.max(oldest);
         while seq <= to {
-            let page_first = (seq - 1) / PAGE * PAGE + 1;
-            let page_last = (page_first + PAGE - 1).min(self.total());
-            if (seq..=page_last.min(to)).any(|s| self.get(s).is_none()) {
-                pages.push((page_first, page_last));
+            let aligned = (seq - 1) / PAGE * PAGE + 1;
+            let page_first = aligned.max(oldest);
+            let page_last = (aligned + PAGE - 1).min(self.total());
+            if let Some(bottom) = (seq..=page_last.min(to)).rev().find(|s| missing(*s)) {
+                let (mut first, mut last) = (bottom, bottom);
+                while first > page_first && last - first + 1 < rows && missing(first - 1) {
+                    first -= 1;
+                }
+                while last < page_last && last - first + 1 < rows && missing(last + 1) {
+                    last += 1;
+                }
+                requests.push((first, last));
             }
             seq = page_last + 1;
         }
-        pages
+        requests
     }
 
     /// The last `n` loaded lines, oldest first.
@@ -160,24 +185,25 @@ mod tests {
         book.insert((2001..=2600).map(line));
         assert_eq!(book.loaded(), 500);
         book.extend_to(4000);
-        assert_eq!(book.missing_pages(1, 3500), vec![(3001, 4000)]);
+        assert_eq!(book.requests(1, 3500), vec![(3001, 4000)]);
         // Dropping less than is gone changes nothing.
         book.drop_before(10);
         assert_eq!((book.gone(), book.total()), (2500, 4000));
     }
 
     #[test]
-    fn missing_pages_are_page_aligned() {
+    fn requests_cover_the_missing_rows_in_view_within_pages() {
         let mut book = LogBook::default();
         book.insert((1801..=2500).map(line));
-        assert_eq!(book.missing_pages(1, 10), vec![(1, 1000)]);
-        assert_eq!(book.missing_pages(1790, 2100), vec![(1001, 2000)]);
-        assert_eq!(book.missing_pages(1990, 2100), vec![]);
-        assert_eq!(book.missing_pages(2001, 2500), vec![]);
+        // Ordinary lines: whole runs of missing lines, one page at most.
+        assert_eq!(book.requests(1, 10), vec![(1, 1000)]);
+        assert_eq!(book.requests(1790, 2100), vec![(1001, 1800)]);
+        assert_eq!(book.requests(1990, 2100), vec![]);
+        assert_eq!(book.requests(2001, 2500), vec![]);
         book.extend_to(3200);
         assert_eq!(
-            book.missing_pages(900, 9000),
-            vec![(1, 1000), (1001, 2000), (2001, 3000), (3001, 3200)]
+            book.requests(900, 9000),
+            vec![(1, 1000), (1001, 1800), (2501, 3000), (3001, 3200)]
         );
         assert_eq!(
             book.last_lines(2)
@@ -186,5 +212,22 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["line 2499\n", "line 2500\n"]
         );
+    }
+
+    #[test]
+    fn long_lines_are_asked_for_a_few_at_a_time_from_the_bottom_of_the_view() {
+        let long = |seq: Seq| LogLine {
+            seq,
+            line: format!("{seq} {}\n", "x".repeat(16 * 1024 - 10)),
+            timestamp: String::new(),
+            stream: None,
+        };
+        let mut book = LogBook::default();
+        // The page showed the newest 4 of 100,000 lines of 16 KiB.
+        book.insert((99_997..=100_000).map(long));
+        // The view holds 59 rows: 16 lines (256 KiB) nearest its bottom first.
+        assert_eq!(book.requests(99_942, 100_000), vec![(99_981, 99_996)]);
+        book.insert((99_981..=99_996).map(long));
+        assert_eq!(book.requests(99_942, 100_000), vec![(99_965, 99_980)]);
     }
 }

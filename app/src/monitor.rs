@@ -28,8 +28,10 @@ impl LogSource {
     /// The socket's path and query, resuming after `since`.
     pub fn socket_path(self, since: Seq) -> String {
         match self {
-            LogSource::Deployment(id) => format!("/api/deployments/logs?id={id}&since={since}"),
-            LogSource::App(id) => format!("/api/apps/{id}/logs?since={since}"),
+            LogSource::Deployment(id) => {
+                format!("/api/deployments/logs?id={id}&since={since}&batch=1")
+            }
+            LogSource::App(id) => format!("/api/apps/{id}/logs?since={since}&batch=1"),
         }
     }
 
@@ -79,8 +81,10 @@ pub struct DeploymentMonitor {
     /// An `error` event from the server (unknown deployment, bad request).
     pub error: ReadSignal<Option<ErrorBody>>,
     set_lines: WriteSignal<LogBook>,
-    /// Pages being loaded, by their first `seq`.
+    /// Pages being loaded, by their number.
     loading: StoredValue<Vec<Seq>>,
+    /// The rows last asked for: asked again when a load brought only some of them.
+    window: StoredValue<(Seq, Seq)>,
 }
 
 /// Watches deployment `id` live, starting from the lines the server rendered (`seed`).
@@ -130,35 +134,43 @@ pub fn use_log_monitor_from(
         error,
         set_lines,
         loading: StoredValue::new(Vec::new()),
+        window: StoredValue::new((0, 0)),
     }
 }
 
 impl DeploymentMonitor {
-    /// Lines `from..=to` are about to be shown: loads the pages that hold missing ones.
+    /// Lines `from..=to` are about to be shown: loads the missing ones, one request per
+    /// page at a time.
     pub fn want(&self, from: Seq, to: Seq) {
-        let pages = self
-            .lines
-            .with_untracked(|book| book.missing_pages(from, to));
-        for (first, last) in pages {
-            if self.loading.with_value(|l| l.contains(&first)) {
+        self.window.set_value((from, to));
+        let requests = self.lines.with_untracked(|book| book.requests(from, to));
+        for (first, last) in requests {
+            let page = (first - 1) / crate::log_book::PAGE;
+            if self.loading.with_value(|l| l.contains(&page)) {
                 continue;
             }
-            self.loading.update_value(|l| l.push(first));
+            self.loading.update_value(|l| l.push(page));
             #[cfg(feature = "hydrate")]
             {
-                let (source, set_lines, loading) = (self.source, self.set_lines, self.loading);
+                let this = *self;
                 leptos::task::spawn_local(async move {
-                    if let Some(lines) = browser::page(source, first, last).await {
-                        set_lines.update(|book| {
-                            // A runtime log keeps only its newest lines: those before
-                            // the first answered are gone.
-                            if matches!(source, LogSource::App(_)) {
-                                book.drop_before(lines.first().map_or(last + 1, |l| l.seq));
-                            }
-                            book.insert(lines);
-                        });
+                    let lines = browser::page(this.source, first, last).await;
+                    this.loading.update_value(|l| l.retain(|p| *p != page));
+                    let Some(lines) = lines else { return };
+                    let more = !lines.is_empty();
+                    this.set_lines.update(|book| {
+                        // A runtime log keeps only its newest lines: those before the
+                        // first answered are gone.
+                        if matches!(this.source, LogSource::App(_)) {
+                            book.drop_before(lines.first().map_or(last + 1, |l| l.seq));
+                        }
+                        book.insert(lines);
+                    });
+                    if more {
+                        // Long lines come a few at a time: ask for what is still missing.
+                        let (from, to) = this.window.get_value();
+                        this.want(from, to);
                     }
-                    loading.update_value(|l| l.retain(|p| *p != first));
                 });
             }
             #[cfg(not(feature = "hydrate"))]
@@ -320,7 +332,17 @@ mod browser {
                     };
                     match message {
                         Ok(Message::Text(text)) => {
-                            if let Ok(event) = serde_json::from_str::<protocol::Event>(&text) {
+                            // `batch=1`: each frame of the stream is an array of events
+                            // (a refusal is one `error` event, as without it).
+                            let events = if text.starts_with('[') {
+                                serde_json::from_str::<Vec<protocol::Event>>(&text)
+                                    .unwrap_or_default()
+                            } else {
+                                serde_json::from_str::<protocol::Event>(&text)
+                                    .into_iter()
+                                    .collect()
+                            };
+                            for event in events {
                                 failures = 0;
                                 if !live {
                                     setters.connection.set(Connection::Live);

@@ -605,6 +605,10 @@ async fn idle(bench: &mut Bench) -> Result<()> {
     let connect_s = connecting.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = child.rss_kib()?;
+    let gone = readers.iter().filter(|r| r.is_finished()).count();
+    if gone > 0 {
+        bail!("{gone} of {viewers} viewers were disconnected while idle");
+    }
     bench.report.add(
         &format!(
             "server RSS per viewer, fresh server ({viewers} viewers of a live build, {catch_up} lines of catch-up each)"
@@ -1051,8 +1055,15 @@ async fn docker_floor(dir: &Path, dockerfile: &str) -> Result<Vec<f64>> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let tag = format!("slipway-bench-floor:{}", now_us());
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    // The context as one piece through the runtime's channel, as the worker streams it.
+    let (context_tx, context_rx) = tokio::sync::mpsc::channel(1);
+    context_tx
+        .send(Ok(context.into_inner()?.into()))
+        .await
+        .map_err(|_| anyhow::anyhow!("build context channel closed"))?;
+    drop(context_tx);
     let request = BuildRequest {
-        context_tar: context.into_inner()?,
+        context: engine::runtime::BuildContext::new(context_rx),
         dockerfile: "Dockerfile".into(),
         tag: tag.clone(),
         labels: Default::default(),

@@ -583,13 +583,15 @@ impl Engine {
         Ok(self.inner.lifecycle.store().open_all(id).await?)
     }
 
-    /// Lines `from..=to` of a deployment's log (clamped to what exists), and how many it
-    /// holds.
+    /// Lines `from..=to` of a deployment's log (clamped to what exists; cut after
+    /// [`protocol::MAX_PAGE_BYTES`] of text), and how many it holds.
     pub async fn lines(&self, id: DeploymentId, from: Seq, to: Seq) -> Result<LogPage> {
         db::deployment(&self.inner.pool, id).await?;
         let store = self.inner.lifecycle.store();
         let total = store.count(id).await?;
-        let lines = store.read(id, from, to.min(total)).await?;
+        let lines = store
+            .read_bounded(id, from, to.min(total), protocol::MAX_PAGE_BYTES)
+            .await?;
         Ok(LogPage { total, lines })
     }
 
@@ -606,11 +608,15 @@ impl Engine {
         Ok(SearchResult { seqs, truncated })
     }
 
-    /// The last `n` lines, for pages rendered before the live view takes over.
-    pub async fn recent_lines(&self, id: DeploymentId, n: u64) -> Result<Vec<LogLine>> {
-        let store = self.inner.lifecycle.store();
-        let count = store.count(id).await?;
-        Ok(store.read(id, count.saturating_sub(n) + 1, count).await?)
+    /// The newest lines, for pages rendered before the live view takes over: at most `n`
+    /// of them and `max_bytes` of text (at least the last line).
+    pub async fn recent_lines(
+        &self,
+        id: DeploymentId,
+        n: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<LogLine>> {
+        Ok(self.inner.lifecycle.store().tail(id, n, max_bytes).await?)
     }
 
     /// A viewer of the app's runtime log, after line `since` (from the oldest kept line if

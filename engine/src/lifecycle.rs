@@ -17,6 +17,9 @@ use protocol::{AppId, Deployment, DeploymentId, FeedEvent, LogLine, Plan, Seq, S
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Lines of at most this much text are written on the calling task (see `Run::append`).
+const INLINE_WRITE_BYTES: usize = 64 * 1024;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -430,8 +433,8 @@ impl Run {
         self.lifecycle.app(self.record.app_id).await
     }
 
-    /// Appends lines to the log, then publishes them, both on the blocking pool: if this
-    /// future is dropped (cancel), the lines are either stored and published, or neither.
+    /// Appends lines to the log, then publishes them, in one step that a dropped future
+    /// (cancel) cannot split: the lines are either stored and published, or neither.
     /// The log holds at most `SLIPWAY_LOG_MAX_MB`: the lines that fit are written, and
     /// `LimitReached` says the run must end.
     pub(crate) async fn write(&self, lines: Vec<String>) -> Result<(), WriteError> {
@@ -443,8 +446,9 @@ impl Run {
             return Ok(());
         }
         let count = lines.len();
+        let bytes: usize = lines.iter().map(String::len).sum();
         let (log, stream) = (self.log.clone(), self.stream.clone());
-        let outcome = tokio::task::spawn_blocking(move || {
+        let store_and_publish = move || {
             let mut writer = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut full = None;
             if let Some(limit) = limit {
@@ -466,9 +470,18 @@ impl Run {
                 stream.publish_lines(&written);
             }
             Ok::<_, WriteError>(full)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        };
+        // A build's lines come a few at a time: appending them to the page cache takes
+        // microseconds, less than the blocking pool's hand-over (a thread woken, then this
+        // task woken again), which was most of Slipway's share of a line's latency. Large
+        // batches (a catch-up of buffered output) still go to the blocking pool.
+        let outcome = if bytes <= INLINE_WRITE_BYTES {
+            store_and_publish()?
+        } else {
+            tokio::task::spawn_blocking(store_and_publish)
+                .await
+                .map_err(std::io::Error::other)??
+        };
         self.lifecycle.metrics.lines(count);
         self.activity.touch();
         match outcome {

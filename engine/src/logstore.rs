@@ -55,8 +55,37 @@ impl LogStore {
 
     /// Lines `from..=to` (1-based, clamped to what exists), read with one seek each file.
     pub async fn read(&self, id: DeploymentId, from: Seq, to: Seq) -> io::Result<Vec<LogLine>> {
+        self.read_bounded(id, from, to, u64::MAX).await
+    }
+
+    /// The first lines of `from..=to` whose text fits in `max_bytes` (at least one line,
+    /// so a reader always makes progress): bounds what one read holds in memory.
+    pub async fn read_bounded(
+        &self,
+        id: DeploymentId,
+        from: Seq,
+        to: Seq,
+        max_bytes: u64,
+    ) -> io::Result<Vec<LogLine>> {
         let (log, idx) = (self.log_path(id), self.idx_path(id));
-        blocking(move || read_range(&log, &idx, from.max(1), to)).await
+        blocking(move || read_range(&log, &idx, from.max(1), to, Keep::First(max_bytes))).await
+    }
+
+    /// The newest lines: at most `lines` of them, whose text fits in `max_bytes` (at
+    /// least the last line).
+    pub async fn tail(
+        &self,
+        id: DeploymentId,
+        lines: Seq,
+        max_bytes: u64,
+    ) -> io::Result<Vec<LogLine>> {
+        let (log, idx) = (self.log_path(id), self.idx_path(id));
+        blocking(move || {
+            let count = record_count(&idx)?;
+            let from = count.saturating_sub(lines) + 1;
+            read_range(&log, &idx, from, count, Keep::Last(max_bytes))
+        })
+        .await
     }
 
     /// The whole log as it stands now, byte for byte the concatenation of its lines, to be
@@ -101,7 +130,7 @@ impl LogStore {
             let mut found = Vec::new();
             let mut from = 1;
             loop {
-                let lines = read_range(&log, &idx, from, from + SEARCH_BATCH - 1)?;
+                let lines = read_range(&log, &idx, from, from + SEARCH_BATCH - 1, Keep::All)?;
                 let Some(last) = lines.last().map(|l| l.seq) else {
                     return Ok((found, false));
                 };
@@ -129,17 +158,19 @@ impl LogStore {
 
     /// Lines and bytes of the log of `id`, on the calling thread.
     pub fn size_blocking(&self, id: DeploymentId) -> io::Result<(Seq, u64)> {
-        let lines = match std::fs::metadata(self.idx_path(id)) {
-            Ok(meta) => meta.len() / RECORD,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
+        let lines = record_count(&self.idx_path(id))?;
         Ok((lines, indexed_end(&self.idx_path(id))?.unwrap_or(0)))
     }
 
     /// Lines `from..=to`, on the calling thread.
     pub fn read_blocking(&self, id: DeploymentId, from: Seq, to: Seq) -> io::Result<Vec<LogLine>> {
-        read_range(&self.log_path(id), &self.idx_path(id), from.max(1), to)
+        read_range(
+            &self.log_path(id),
+            &self.idx_path(id),
+            from.max(1),
+            to,
+            Keep::All,
+        )
     }
 
     /// Removes the log of `id`, on the calling thread.
@@ -225,7 +256,26 @@ fn decode(rec: &[u8]) -> (u64, i64) {
     (u64::from_le_bytes(end), i64::from_le_bytes(ms))
 }
 
-fn read_range(log: &Path, idx: &Path, from: Seq, to: Seq) -> io::Result<Vec<LogLine>> {
+/// Which lines of a range a read keeps when their text exceeds a byte budget.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    All,
+    /// The first lines that fit (at least one).
+    First(u64),
+    /// The last lines that fit (at least one).
+    Last(u64),
+}
+
+/// How many lines the index holds (0 without an index).
+fn record_count(idx: &Path) -> io::Result<Seq> {
+    match std::fs::metadata(idx) {
+        Ok(meta) => Ok(meta.len() / RECORD),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_range(log: &Path, idx: &Path, from: Seq, to: Seq, keep: Keep) -> io::Result<Vec<LogLine>> {
     let mut idx_file = match File::open(idx) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -245,7 +295,34 @@ fn read_range(log: &Path, idx: &Path, from: Seq, to: Seq) -> io::Result<Vec<LogL
     let mut raw = vec![0u8; (records * RECORD) as usize];
     idx_file.read_exact(&mut raw)?;
     let mut entries: Vec<(u64, i64)> = raw.chunks_exact(RECORD as usize).map(decode).collect();
-    let start = if skip_start { 0 } else { entries.remove(0).0 };
+    let mut start = if skip_start { 0 } else { entries.remove(0).0 };
+    let mut from = from;
+    // The index alone tells each line's length: cut the range before reading its text.
+    match keep {
+        Keep::All => {}
+        Keep::First(max) => {
+            let fits = entries
+                .iter()
+                .position(|(end, _)| end - start > max)
+                .unwrap_or(entries.len())
+                .max(1);
+            entries.truncate(fits);
+        }
+        Keep::Last(max) => {
+            let end = entries.last().map_or(start, |e| e.0);
+            // Line k of the range starts where line k - 1 ends.
+            let start_of = |k: usize| if k == 0 { start } else { entries[k - 1].0 };
+            let mut first = entries.len() - 1;
+            while first > 0 && end - start_of(first - 1) <= max {
+                first -= 1;
+            }
+            if first > 0 {
+                start = entries[first - 1].0;
+                from += first as Seq;
+                entries.drain(..first);
+            }
+        }
+    }
     let end = entries.last().map_or(start, |e| e.0);
     let mut bytes = vec![0u8; (end - start) as usize];
     let mut log_file = File::open(log)?;
@@ -500,6 +577,43 @@ mod tests {
         assert_eq!(more?[0].seq, 4);
         assert_eq!(store.read_all(7).await?, b"a\nbb\nccc\nd\n");
         assert!(store.read_all(8).await?.is_empty());
+        std::fs::remove_dir_all(dir).ok();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bounded_reads_cut_by_bytes_and_keep_at_least_a_line()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempdir().with_extension("bounded");
+        let store = LogStore::new(&dir)?;
+        // Lines of 10, 20, 30, 40 and 50 bytes.
+        let lines: Vec<String> = (1..=5)
+            .map(|n| format!("{}\n", "x".repeat(10 * n - 1)))
+            .collect();
+        let (_w, written) = store.writer(3).await?.append(lines.clone()).await;
+        written?;
+        let seqs = |got: &[LogLine]| got.iter().map(|l| l.seq).collect::<Vec<_>>();
+        // The first lines that fit: 10 + 20 + 30 <= 60 < 100.
+        assert_eq!(seqs(&store.read_bounded(3, 1, 5, 60).await?), [1, 2, 3]);
+        assert_eq!(seqs(&store.read_bounded(3, 2, 5, 49).await?), [2]);
+        assert_eq!(
+            seqs(&store.read_bounded(3, 4, 5, 1).await?),
+            [4],
+            "one line at least"
+        );
+        // The newest lines that fit: 50 + 40 <= 90 < 120.
+        let tail = store.tail(3, 10, 90).await?;
+        assert_eq!(seqs(&tail), [4, 5]);
+        assert_eq!(tail[0].line, lines[3]);
+        assert_eq!(seqs(&store.tail(3, 2, u64::MAX).await?), [4, 5]);
+        assert_eq!(
+            seqs(&store.tail(3, 10, 1).await?),
+            [5],
+            "the last line at least"
+        );
+        assert_eq!(seqs(&store.tail(3, 10, 150).await?), [1, 2, 3, 4, 5]);
+        assert!(store.tail(4, 10, 100).await?.is_empty());
+        assert_eq!(store.read_all(3).await?, lines.concat().into_bytes());
         std::fs::remove_dir_all(dir).ok();
         Ok(())
     }

@@ -12,8 +12,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-/// Lines read from the store per catch-up step: bounds a viewer's memory.
+/// Lines read from the store per catch-up step, and their text at most: bounds a
+/// viewer's memory (512 ordinary lines, or 16 lines of 16 KiB).
 const CATCH_UP_BATCH: u64 = 512;
+const CATCH_UP_BYTES: u64 = 256 * 1024;
+
+/// Room kept for ready messages once they are sent: a status and a line or two.
+const IDLE_READY: usize = 4;
 
 /// One message for the client, already serialised.
 #[derive(Debug, Clone)]
@@ -213,6 +218,10 @@ impl Watcher {
         if message.terminal {
             self.done = true;
         }
+        if self.ready.is_empty() && self.ready.capacity() > IDLE_READY {
+            // A catch-up filled it; an idle viewer should not keep that room.
+            self.ready = VecDeque::new();
+        }
         Some(message)
     }
 
@@ -267,7 +276,11 @@ impl Watcher {
         let to = self
             .catch_up_to
             .min(self.last_sent_seq.saturating_add(CATCH_UP_BATCH));
-        match self.store.read(self.id, from, to).await {
+        match self
+            .store
+            .read_bounded(self.id, from, to, CATCH_UP_BYTES)
+            .await
+        {
             Ok(lines) if !lines.is_empty() => {
                 let timestamp = crate::time::now();
                 for line in lines {

@@ -93,7 +93,8 @@ pub struct LogLine {
 }
 
 /// `GET /api/deployments/{id}/lines?from=A&to=B`: lines `A..=B` as stored, and how many
-/// lines the log holds now.
+/// lines the log holds now. A page of long lines ends early, after
+/// [`MAX_PAGE_BYTES`] of text: ask again from the seq after its last line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogPage {
     pub total: Seq,
@@ -108,6 +109,10 @@ pub struct SearchResult {
     /// More lines matched than were listed.
     pub truncated: bool,
 }
+
+/// Text of the lines one `GET /api/deployments/{id}/lines` answers at most (at least one
+/// line): 16 lines of 16 KiB, or thousands of ordinary ones.
+pub const MAX_PAGE_BYTES: u64 = 256 * 1024;
 
 /// Most matches one search answers.
 pub const MAX_SEARCH_RESULTS: usize = 10_000;

@@ -7,8 +7,6 @@ use crate::AppState;
 use crate::api::parse_id;
 use crate::auth::Access;
 use crate::error::ApiError;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -20,10 +18,10 @@ pub async fn app_logs(
     access: Option<Extension<Access>>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: crate::monitor::Upgrade,
 ) -> Response {
     let granted = crate::monitor::granted(access);
-    if upgrade.is_err() {
+    if !upgrade.is_websocket() {
         // Plain HTTP: the kept lines as text.
         return match text(&state, granted, &id).await {
             Ok(response) => response,
@@ -34,7 +32,14 @@ pub async fn app_logs(
         Ok(()) => open(&state, &id, &query).await,
         Err(refusal) => Err(refusal),
     };
-    crate::monitor::socket(&state, feed, upgrade, "GET /api/apps/{id}/logs?since=N")
+    let batch = crate::monitor::batched(&query);
+    crate::monitor::socket(
+        &state,
+        feed,
+        upgrade,
+        "GET /api/apps/{id}/logs?since=N",
+        batch,
+    )
 }
 
 async fn text(

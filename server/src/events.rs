@@ -6,8 +6,6 @@
 use crate::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use std::collections::HashMap;
@@ -16,10 +14,10 @@ pub async fn events(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
     Query(query): Query<HashMap<String, String>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: crate::monitor::Upgrade,
 ) -> Response {
     let feed = crate::monitor::granted(access).and_then(|()| open(&state, &query));
-    crate::monitor::socket(&state, feed, upgrade, "GET /api/events?since=N")
+    crate::monitor::socket(&state, feed, upgrade, "GET /api/events?since=N", false)
 }
 
 fn open(

@@ -1,4 +1,9 @@
-//! The monitor WebSocket: `GET /api/deployments/logs?id=N[&since=S]`.
+//! The monitor WebSocket: `GET /api/deployments/logs?id=N[&since=S][&batch=1]`.
+//!
+//! With `batch=1` (the dashboard asks for it) every text frame is a JSON array of one or
+//! more events, in order: a catch-up of thousands of lines travels in a few frames, and
+//! the browser wakes once per frame instead of once per line. Without it every frame is
+//! one event, as v1 says.
 //!
 //! One task per connection pumps its [`Watcher`] into the socket. The socket's send
 //! waits for the client, so a slow client slows only its own watcher, which then
@@ -8,54 +13,115 @@
 use crate::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, Query, State};
+use axum::body::Body;
+use axum::extract::{Extension, FromRequestParts, Query, State};
+use axum::http::header::{
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use engine::{Feed, WatchEnd, Watcher};
+use engine::{Feed, Outgoing, WatchEnd, Watcher};
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use protocol::{ErrorCode, Event, Seq};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 use tokio_util::sync::CancellationToken;
+
+/// A server's side of an upgraded connection.
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Clients send only pongs and closes: a small read buffer keeps idle sockets cheap.
-const READ_BUFFER: usize = 4 * 1024;
+/// Clients send only pongs and closes: a small read buffer keeps idle sockets cheap (a
+/// larger message gets room as it arrives).
+const READ_BUFFER: usize = 256;
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
-/// Frames are written out once this much is queued: a burst of catch-up lines goes out in
-/// a few large writes.
-const WRITE_BUFFER: usize = 64 * 1024;
-/// The send queue's hard bound. Feeding a frame first writes out what is queued beyond
-/// `WRITE_BUFFER`, waiting for the client if it must, so the queue holds about
-/// `WRITE_BUFFER` plus one frame (at most ~100 KiB of escaped JSON); this limit only turns
-/// a bug into a failed connection instead of unbounded memory. A slow client makes the
-/// writes wait, and its viewer catches up from the store afterwards.
-const MAX_WRITE_BUFFER: usize = 8 * 1024 * 1024;
-/// Frames written per flush at most.
+/// Frames are encoded into one buffer and written out once this much is in it: a burst of
+/// catch-up lines goes out in a few large writes. The buffer lives only for the burst.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// The bound on what tungstenite itself queues (pings, pongs, closes: a few bytes).
+const MAX_WRITE_BUFFER: usize = 64 * 1024;
+/// Messages taken from the watcher per burst at most.
 const MAX_BURST: usize = 256;
-/// The longest one write may wait for the client to read: each waits for at most about
-/// `WRITE_BUFFER` plus one frame to drain, so a client that reads fewer than ~1 KiB/s, or
-/// none (a full socket), is dropped like a silent peer. Without it, such a client holds
-/// its connection task, and the watcher with the deployment's event stream, for good.
+/// A batched frame grows to about this much (one event larger than it goes alone).
+const BATCH_BYTES: usize = 32 * 1024;
+/// The longest one write may wait for the client to read: each waits for at most
+/// `WRITE_CHUNK` to drain, so a client that reads fewer than ~1 KiB/s, or none (a full
+/// socket), is dropped like a silent peer. Without it, such a client holds its connection
+/// task, and the watcher with the deployment's event stream, for good.
 const WRITE_TIMEOUT: Duration = PEER_TIMEOUT;
 /// Monitor connections open now, for `/api/metrics`.
 pub static VIEWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A WebSocket upgrade request (RFC 6455, section 4.2.1), or `None` for any other request.
+///
+/// The connection is taken over by hand rather than through axum's `WebSocket` so that
+/// events are written as frames straight from their text: tungstenite's send buffer keeps
+/// the capacity of the largest burst it ever held, which was most of an idle viewer's
+/// memory after its catch-up. Tungstenite still reads the client's frames and sends
+/// pings and closes.
+pub struct Upgrade(Option<(HeaderValue, hyper::upgrade::OnUpgrade)>);
+
+impl Upgrade {
+    pub fn is_websocket(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let has_token = |headers: &HeaderMap, name, token: &str| {
+            headers.get_all(name).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            })
+        };
+        let h = &parts.headers;
+        let valid = parts.method == Method::GET
+            && has_token(h, CONNECTION, "upgrade")
+            && has_token(h, UPGRADE, "websocket")
+            && h.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+        let key = h.get(SEC_WEBSOCKET_KEY).cloned();
+        Ok(Upgrade(match (valid, key) {
+            (true, Some(key)) => parts
+                .extensions
+                .remove::<hyper::upgrade::OnUpgrade>()
+                .map(|on| (key, on)),
+            _ => None,
+        }))
+    }
+}
 
 pub async fn monitor(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
     Query(query): Query<HashMap<String, String>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Upgrade,
 ) -> Response {
     // Credentials first: nobody learns whether a deployment exists without them.
     let watcher = match granted(access) {
         Ok(()) => open(&state, &query).await,
         Err(refusal) => Err(refusal),
     };
-    socket(&state, watcher, upgrade, "GET /api/deployments/logs")
+    let batch = batched(&query);
+    socket(&state, watcher, upgrade, "GET /api/deployments/logs", batch)
+}
+
+/// Whether the client asked for frames of several events (`batch=1`); anything else is
+/// v1's one event per frame.
+pub(crate) fn batched(query: &HashMap<String, String>) -> bool {
+    query.get("batch").is_some_and(|b| b == "1")
 }
 
 /// What the gate decided for a socket (it lets sockets through, so that a refusal is
@@ -77,35 +143,54 @@ pub(crate) fn granted(access: Option<Extension<Access>>) -> Result<(), ApiError>
 pub(crate) fn socket<F: Feed + 'static>(
     state: &AppState,
     feed: Result<F, ApiError>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Upgrade,
     route: &str,
+    batch: bool,
 ) -> Response {
-    let watcher = feed;
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(_) => {
-            return match watcher {
-                Err(e) => e.into_response(),
-                Ok(_) => ApiError::bad_request(format!(
-                    "{route} is a WebSocket: connect with an Upgrade: websocket request"
-                ))
-                .into_response(),
-            };
-        }
+    let Upgrade(Some((key, on_upgrade))) = upgrade else {
+        return match feed {
+            Err(e) => e.into_response(),
+            Ok(_) => ApiError::bad_request(format!(
+                "{route} is a WebSocket: connect with an Upgrade: websocket request"
+            ))
+            .into_response(),
+        };
     };
     let closing = state.closing.clone();
-    upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            match watcher {
-                Ok(watcher) => serve(socket, watcher, closing).await,
-                Err(e) => refuse(socket, e).await,
+    let task = async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!("a WebSocket upgrade failed: {e}");
+                return;
             }
-        })
+        };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_WRITE_BUFFER)
+            .max_message_size(Some(MAX_CLIENT_MESSAGE))
+            .max_frame_size(Some(MAX_CLIENT_MESSAGE));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        match feed {
+            // A task of its own: this one's state (the upgrade, the handshake) is not
+            // kept for the connection's whole life.
+            Ok(feed) => drop(tokio::spawn(serve(socket, feed, closing, batch))),
+            Err(e) => Box::pin(refuse(socket, e)).await,
+        }
+    };
+    tokio::spawn(task);
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
 async fn open(state: &AppState, query: &HashMap<String, String>) -> Result<Watcher, ApiError> {
@@ -124,7 +209,7 @@ async fn open(state: &AppState, query: &HashMap<String, String>) -> Result<Watch
     Ok(state.engine.watch(id, since).await?)
 }
 
-pub(crate) async fn refuse(mut socket: WebSocket, error: ApiError) {
+pub(crate) async fn refuse(mut socket: Socket, error: ApiError) {
     let event = Event::Error {
         timestamp: engine::time::now(),
         data: error.body(),
@@ -133,28 +218,46 @@ pub(crate) async fn refuse(mut socket: WebSocket, error: ApiError) {
     let _ = socket.send(Message::Text(json.into())).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
-            code: error.code.close_code(),
+            code: CloseCode::from(error.code.close_code()),
             reason: error.message.chars().take(100).collect::<String>().into(),
         })))
         .await;
 }
 
-pub(crate) async fn serve(socket: WebSocket, watcher: impl Feed, closing: CancellationToken) {
-    VIEWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    pump(socket, watcher, closing).await;
-    VIEWERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+/// Counts a connection in [`VIEWERS`] while it lives.
+struct Counted;
+
+impl Counted {
+    fn new() -> Counted {
+        VIEWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted
+    }
 }
 
-async fn pump(socket: WebSocket, mut watcher: impl Feed, closing: CancellationToken) {
-    let (mut tx, mut rx) = socket.split();
+impl Drop for Counted {
+    fn drop(&mut self) {
+        VIEWERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Sends `watcher`'s events until the stream ends, the client goes or the server shuts
+/// down. One layer of future only, and every write boxed: the task of an idle viewer is
+/// as small as its state while it waits.
+async fn serve(
+    mut socket: Socket,
+    mut watcher: impl Feed,
+    closing: CancellationToken,
+    batch: bool,
+) {
+    let _counted = Counted::new();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut last_heard = Instant::now();
     let close_code = loop {
         tokio::select! {
             next = watcher.next() => match next {
                 Ok(message) => {
-                    // Feed what is ready (catch-up, bursts) and flush once: many frames
-                    // per write, still one event per frame.
+                    // Take what is ready too (catch-up, bursts) and write it at once:
+                    // one event per frame, or arrays of them with `batch`.
                     let mut terminal = message.terminal;
                     let mut burst = vec![message];
                     while !terminal && burst.len() < MAX_BURST {
@@ -166,13 +269,9 @@ async fn pump(socket: WebSocket, mut watcher: impl Feed, closing: CancellationTo
                             None => break,
                         }
                     }
-                    for message in burst {
-                        let frame = Message::Text(message.json.as_ref().into());
-                        if !written(tx.feed(frame)).await {
-                            return;
-                        }
-                    }
-                    if !written(tx.flush()).await {
+                    // Boxed, like every write: a connection's task is as large as its
+                    // largest state, and it idles far more than it writes.
+                    if !Box::pin(written(send(&mut socket, &burst, batch))).await {
                         return;
                     }
                     if terminal {
@@ -182,7 +281,7 @@ async fn pump(socket: WebSocket, mut watcher: impl Feed, closing: CancellationTo
                 Err(WatchEnd::Finished) => break 1000,
                 Err(WatchEnd::Shutdown) => break 1001,
             },
-            incoming = rx.next() => match incoming {
+            incoming = socket.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => last_heard = Instant::now(),
             },
@@ -191,29 +290,111 @@ async fn pump(socket: WebSocket, mut watcher: impl Feed, closing: CancellationTo
                     tracing::debug!("dropping a monitor peer silent for 60 s");
                     return;
                 }
-                if !written(tx.send(Message::Ping(Default::default()))).await {
+                if !Box::pin(written(socket.send(Message::Ping(Default::default())))).await {
                     return;
                 }
             }
             _ = closing.cancelled() => break 1001,
         }
     };
-    let close = tx.send(Message::Close(Some(CloseFrame {
-        code: close_code,
+    Box::pin(close(socket, close_code)).await;
+}
+
+/// Closes with `code`, then waits briefly for the client's close so that the connection
+/// ends cleanly.
+async fn close(mut socket: Socket, code: u16) {
+    let close = socket.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
         reason: "".into(),
     })));
     if !written(close).await {
         return;
     }
-    // Wait briefly for the client's close so the connection ends cleanly.
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(Ok(message)) = rx.next().await {
+        while let Some(Ok(message)) = socket.next().await {
             if matches!(message, Message::Close(_)) {
                 break;
             }
         }
     })
     .await;
+}
+
+/// Writes `burst` to the client as text frames (RFC 6455, section 5.2: a server's frames
+/// are not masked) encoded straight from the events' text into a buffer that lives only
+/// for this burst, written out every [`WRITE_CHUNK`].
+async fn send(socket: &mut Socket, burst: &[Outgoing], batch: bool) -> std::io::Result<()> {
+    // Whatever tungstenite queued (a pong) goes first, whole: frames never interleave.
+    socket.flush().await.map_err(std::io::Error::other)?;
+    let mut out = Vec::with_capacity(WRITE_CHUNK.min(encoded_len(burst, batch)));
+    let io = socket.get_mut();
+    let mut write = async |out: &mut Vec<u8>, frame: &[&str]| -> std::io::Result<()> {
+        let len = frame.iter().map(|p| p.len()).sum::<usize>();
+        frame_header(out, len);
+        for piece in frame {
+            out.extend_from_slice(piece.as_bytes());
+        }
+        if out.len() >= WRITE_CHUNK {
+            io.write_all(out).await?;
+            out.clear();
+        }
+        Ok(())
+    };
+    if !batch {
+        for message in burst {
+            write(&mut out, &[&message.json]).await?;
+        }
+    } else {
+        for group in batches(burst) {
+            let mut pieces = Vec::with_capacity(group.len() * 2 + 1);
+            for (n, message) in group.iter().enumerate() {
+                pieces.push(if n == 0 { "[" } else { "," });
+                pieces.push(&message.json);
+            }
+            pieces.push("]");
+            write(&mut out, &pieces).await?;
+        }
+    }
+    io.write_all(&out).await?;
+    io.flush().await
+}
+
+/// `burst` cut into runs whose array fits in [`BATCH_BYTES`] (an event larger than that
+/// goes alone).
+fn batches(burst: &[Outgoing]) -> Vec<&[Outgoing]> {
+    let mut groups = Vec::new();
+    let (mut start, mut size) = (0, 1);
+    for (n, message) in burst.iter().enumerate() {
+        if n > start && size + message.json.len() + 1 > BATCH_BYTES {
+            groups.push(&burst[start..n]);
+            (start, size) = (n, 1);
+        }
+        size += message.json.len() + 1;
+    }
+    if start < burst.len() {
+        groups.push(&burst[start..]);
+    }
+    groups
+}
+
+/// About how many bytes `burst` takes on the wire.
+fn encoded_len(burst: &[Outgoing], batch: bool) -> usize {
+    let text: usize = burst.iter().map(|m| m.json.len() + 1).sum();
+    text + if batch { 10 } else { 10 * burst.len() }
+}
+
+/// The header of an unmasked, final text frame of `len` bytes.
+fn frame_header(out: &mut Vec<u8>, len: usize) {
+    out.push(0x81);
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
 }
 
 /// Whether a write to the client finished within [`WRITE_TIMEOUT`]; `false` drops it.
@@ -224,5 +405,44 @@ async fn written<E>(write: impl Future<Output = Result<(), E>>) -> bool {
             tracing::debug!("dropping a monitor peer that read nothing for 60 s");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn message(len: usize) -> Outgoing {
+        Outgoing {
+            json: Arc::from("x".repeat(len)),
+            terminal: false,
+        }
+    }
+
+    #[test]
+    fn frame_headers_use_the_shortest_length_encoding() {
+        let header = |len| {
+            let mut out = Vec::new();
+            frame_header(&mut out, len);
+            out
+        };
+        assert_eq!(header(0), [0x81, 0]);
+        assert_eq!(header(125), [0x81, 125]);
+        assert_eq!(header(126), [0x81, 126, 0, 126]);
+        assert_eq!(header(65_535), [0x81, 126, 0xff, 0xff]);
+        assert_eq!(header(65_536), [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn batches_fill_up_to_their_size_and_a_large_event_goes_alone() {
+        let burst: Vec<Outgoing> = [10_000, 10_000, 10_000, 10_000, 40_000, 5]
+            .into_iter()
+            .map(message)
+            .collect();
+        let sizes: Vec<usize> = batches(&burst).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [3, 1, 1, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), burst.len());
+        assert!(batches(&[]).is_empty());
     }
 }

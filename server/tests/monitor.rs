@@ -43,9 +43,17 @@ async fn slow_concurrent_and_resuming_viewers_get_identical_complete_streams() {
             .await
             .read_slowly(1_000, LIMIT),
     );
+    let slow_batched = tokio::spawn(
+        server
+            .ws(&format!("id={id}&batch=1"))
+            .await
+            .read_slowly(1_000, LIMIT),
+    );
     let mut fast = Vec::new();
-    for _ in 0..20 {
-        let viewer = server.ws(&format!("id={id}")).await;
+    for n in 0..20 {
+        // A quarter ask for frames of many events (the dashboard does).
+        let batch = if n % 4 == 0 { "&batch=1" } else { "" };
+        let viewer = server.ws(&format!("id={id}{batch}")).await;
         fast.push(tokio::spawn(
             async move { viewer.read_to_close(LIMIT).await },
         ));
@@ -66,6 +74,13 @@ async fn slow_concurrent_and_resuming_viewers_get_identical_complete_streams() {
     );
 
     let slow = slow.await.expect("slow viewer");
+    let slow_batched = slow_batched.await.expect("slow batched viewer");
+    assert_eq!(
+        lines(&slow_batched),
+        lines(&slow),
+        "batched or not, the same log"
+    );
+    assert!(slow_batched.last().is_some_and(Event::is_terminal));
     let reference = lines(&slow);
     let slow_seqs = seqs(&slow);
     assert!(slow_seqs.len() > 30_000);
@@ -82,6 +97,7 @@ async fn slow_concurrent_and_resuming_viewers_get_identical_complete_streams() {
     for viewer in fast {
         let got = viewer.await.expect("viewer");
         assert_eq!(got.close_code, Some(1000));
+        assert!(got.frames <= got.events.len());
         assert_eq!(
             lines(&got.events),
             reference,
@@ -118,6 +134,63 @@ async fn slow_concurrent_and_resuming_viewers_get_identical_complete_streams() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(log, reference.concat());
+
+    // A late joiner's catch-up from the store: one event per frame without `batch`,
+    // hundreds per frame with it, the same events either way.
+    let one = server
+        .ws(&format!("id={id}"))
+        .await
+        .read_to_close(LIMIT)
+        .await;
+    let many = server
+        .ws(&format!("id={id}&batch=1"))
+        .await
+        .read_to_close(LIMIT)
+        .await;
+    assert_eq!(one.frames, one.events.len());
+
+    // On the wire the whole log and a range of it are compressed for clients that accept
+    // it, and decompress to exactly the same text.
+    let url = |path: &str| format!("http://{}{path}", server.addr);
+    let get = |path: String, encoding: &'static str| async move {
+        let response = reqwest::Client::new()
+            .get(url(&path))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .header("Accept-Encoding", encoding)
+            .send()
+            .await
+            .unwrap();
+        let encoded = response
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (encoded, response.bytes().await.unwrap())
+    };
+    let (encoded, gzipped) = get(format!("/api/deployments/{id}/logs"), "gzip").await;
+    assert_eq!(encoded.as_deref(), Some("gzip"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut text)
+        .unwrap();
+    assert_eq!(text, reference.concat());
+    assert!(
+        gzipped.len() * 4 < text.len(),
+        "{} bytes gzip for {} of text",
+        gzipped.len(),
+        text.len()
+    );
+    let (encoded, plain) = get(format!("/api/deployments/{id}/logs"), "identity").await;
+    assert_eq!((encoded, plain.len()), (None, text.len()));
+    let (encoded, range) = get(format!("/api/deployments/{id}/lines?from=1&to=5000"), "br").await;
+    assert_eq!(encoded.as_deref(), Some("br"));
+    assert!(range.len() < 100_000, "{} bytes of brotli", range.len());
+    assert_eq!(lines(&many.events), reference);
+    assert_eq!(many.close_code, Some(1000));
+    assert!(
+        many.frames * 50 < many.events.len(),
+        "{} events came in {} frames",
+        many.events.len(),
+        many.frames
+    );
     server.stop().await;
 }
 
@@ -153,5 +226,71 @@ async fn a_cancelled_deployment_closes_every_viewer_with_the_terminal_status() {
         assert!(got.events.last().is_some_and(Event::is_terminal));
         assert!(got.text().contains("Deployment cancelled during building"));
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_a_bounded_tail_of_long_lines_and_the_rest_page_by_page() {
+    let server = TestServer::start_synthetic("monitor-tail").await;
+    // 300 lines of about 16 KiB: 4.8 MB of log.
+    let id = server
+        .deploy_script("tail", "lines 300\nsize 16000\ndelay_ms 100\n")
+        .await;
+    let all = server.follow(id, LIMIT).await;
+    assert_eq!(all.close_code, Some(1000));
+    let last = *all.seqs().last().expect("lines");
+
+    // The monitor page carries the newest lines only, within its byte budget (they travel
+    // twice: rendered and as the island's data), instead of 200 lines of 16 KiB.
+    let (status, page) = server
+        .request("GET", &format!("/deployments/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.len() < 400_000, "the page is {} bytes", page.len());
+    assert!(
+        page.contains(&format!("data-seq=\"{last}\"")),
+        "the newest line is on it"
+    );
+
+    // A range of long lines ends early, after 256 KiB of text, and says how many exist.
+    let (status, range) = server
+        .json(
+            "GET",
+            &format!("/api/deployments/{id}/lines?from=1&to=300"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let lines = range["lines"].as_array().expect("lines");
+    assert_eq!(range["total"], last);
+    let bytes: usize = lines
+        .iter()
+        .map(|l| l["line"].as_str().unwrap().len())
+        .sum();
+    assert!(
+        lines.len() < 30 && bytes <= 256 * 1024 && bytes > 200 * 1024,
+        "{} lines, {bytes} bytes",
+        lines.len()
+    );
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    // Asking on from after the last line answered walks the whole log exactly once.
+    let mut from = 1;
+    let mut text = String::new();
+    while from <= last {
+        let (_, range) = server
+            .json(
+                "GET",
+                &format!("/api/deployments/{id}/lines?from={from}&to={last}"),
+                None,
+            )
+            .await;
+        for line in range["lines"].as_array().expect("lines") {
+            assert_eq!(line["seq"], from);
+            text.push_str(line["line"].as_str().unwrap());
+            from += 1;
+        }
+    }
+    assert_eq!(text, all.text());
     server.stop().await;
 }

@@ -242,6 +242,31 @@ pub struct Viewer {
     socket: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
+    /// Connected with `batch=1`: every frame must be an array of events; otherwise every
+    /// frame must be one event.
+    batch: bool,
+    /// Events of a batched frame not handed out yet.
+    pending: std::collections::VecDeque<Event>,
+    /// Frames received.
+    pub frames: usize,
+}
+
+impl Viewer {
+    /// The events of one text frame, held to the wire format the viewer asked for.
+    fn frame(&mut self, text: &str) -> Vec<Event> {
+        self.frames += 1;
+        if self.batch {
+            let events: Vec<Event> =
+                serde_json::from_str(text).expect("with batch=1 every frame is an array of events");
+            assert!(
+                !events.is_empty(),
+                "a batched frame holds at least one event"
+            );
+            events
+        } else {
+            vec![serde_json::from_str(text).expect("every frame is an event")]
+        }
+    }
 }
 
 /// Everything a viewer received, in order, and how the socket closed.
@@ -249,6 +274,8 @@ pub struct Viewer {
 pub struct Received {
     pub events: Vec<Event>,
     pub close_code: Option<u16>,
+    /// Text frames they came in.
+    pub frames: usize,
 }
 
 impl Received {
@@ -294,6 +321,7 @@ impl Viewer {
     pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Viewer {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let batch = url.contains("batch=1");
         let mut request = url.into_client_request().unwrap();
         for (name, value) in headers {
             request.headers_mut().append(
@@ -304,7 +332,12 @@ impl Viewer {
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("websocket connects");
-        Viewer { socket }
+        Viewer {
+            socket,
+            batch,
+            pending: Default::default(),
+            frames: 0,
+        }
     }
 
     /// The next text frame as it came (any of our wire types).
@@ -320,9 +353,13 @@ impl Viewer {
 
     pub async fn next_event(&mut self) -> Option<Event> {
         loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
             match self.socket.next().await? {
                 Ok(Message::Text(text)) => {
-                    return Some(serde_json::from_str(&text).expect("every frame is an event"));
+                    let events = self.frame(&text);
+                    self.pending.extend(events);
                 }
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
@@ -365,13 +402,14 @@ impl Viewer {
 
     /// Reads until the server closes (or `limit` passes, which fails the test).
     pub async fn read_to_close(mut self, limit: Duration) -> Received {
-        let mut events = Vec::new();
+        let mut events: Vec<Event> = self.pending.drain(..).collect();
         let close_code = tokio::time::timeout(limit, async {
             loop {
                 match self.socket.next().await {
-                    Some(Ok(Message::Text(text))) => events.push(
-                        serde_json::from_str::<Event>(&text).expect("every frame is an event"),
-                    ),
+                    Some(Ok(Message::Text(text))) => {
+                        let frame = self.frame(&text);
+                        events.extend(frame)
+                    }
                     Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => panic!("websocket error: {e}"),
@@ -381,7 +419,11 @@ impl Viewer {
         })
         .await
         .expect("the server ends the stream");
-        Received { events, close_code }
+        Received {
+            events,
+            close_code,
+            frames: self.frames,
+        }
     }
 }
 
