@@ -159,18 +159,18 @@ async fn slow_concurrent_and_resuming_viewers_get_identical_complete_streams() {
             .header("Accept-Encoding", encoding)
             .send()
             .await
-            .unwrap();
+            .expect("test request");
         let encoded = response
             .headers()
             .get("content-encoding")
-            .map(|v| v.to_str().unwrap().to_owned());
-        (encoded, response.bytes().await.unwrap())
+            .map(|v| v.to_str().expect("test request").to_owned());
+        (encoded, response.bytes().await.expect("test request"))
     };
     let (encoded, gzipped) = get(format!("/api/deployments/{id}/logs"), "gzip").await;
     assert_eq!(encoded.as_deref(), Some("gzip"));
     let mut text = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut text)
-        .unwrap();
+        .expect("test request");
     assert_eq!(text, reference.concat());
     assert!(
         gzipped.len() * 4 < text.len(),
@@ -265,14 +265,17 @@ async fn a_late_joiner_gets_a_bounded_tail_of_long_lines_and_the_rest_page_by_pa
     assert_eq!(range["total"], last);
     let bytes: usize = lines
         .iter()
-        .map(|l| l["line"].as_str().unwrap().len())
+        .map(|l| l["line"].as_str().expect("test request").len())
         .sum();
     assert!(
         lines.len() < 30 && bytes <= 256 * 1024 && bytes > 200 * 1024,
         "{} lines, {bytes} bytes",
         lines.len()
     );
-    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = lines
+        .iter()
+        .map(|l| l["seq"].as_u64().expect("test request"))
+        .collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     // Asking on from after the last line answered walks the whole log exactly once.
     let mut from = 1;
@@ -287,7 +290,7 @@ async fn a_late_joiner_gets_a_bounded_tail_of_long_lines_and_the_rest_page_by_pa
             .await;
         for line in range["lines"].as_array().expect("lines") {
             assert_eq!(line["seq"], from);
-            text.push_str(line["line"].as_str().unwrap());
+            text.push_str(line["line"].as_str().expect("test request"));
             from += 1;
         }
     }
