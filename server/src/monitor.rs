@@ -54,10 +54,11 @@ const MAX_WRITE_BUFFER: usize = 64 * 1024;
 const MAX_BURST: usize = 256;
 /// A batched frame grows to about this much (one event larger than it goes alone).
 const BATCH_BYTES: usize = 32 * 1024;
-/// The longest one write may wait for the client to read: each waits for at most
-/// `WRITE_CHUNK` to drain, so a client that reads fewer than ~1 KiB/s, or none (a full
-/// socket), is dropped like a silent peer. Without it, such a client holds its connection
-/// task, and the watcher with the deployment's event stream, for good.
+/// The longest one write may wait for the client to read: each waits for at most about
+/// `WRITE_CHUNK` (plus one event) to drain, so a client that reads fewer than ~2 KiB/s,
+/// or none (a full socket), is dropped like a silent peer. Without it, such a client
+/// holds its connection task, and the watcher with the deployment's event stream, for
+/// good.
 const WRITE_TIMEOUT: Duration = PEER_TIMEOUT;
 /// Monitor connections open now, for `/api/metrics`.
 pub static VIEWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -258,12 +259,16 @@ async fn serve(
                 Ok(message) => {
                     // Take what is ready too (catch-up, bursts) and write it at once:
                     // one event per frame, or arrays of them with `batch`.
+                    // At most about WRITE_CHUNK per write: a slow client has the whole
+                    // WRITE_TIMEOUT for it, even with a catch-up of 16 KiB lines.
                     let mut terminal = message.terminal;
+                    let mut bytes = message.json.len();
                     let mut burst = vec![message];
-                    while !terminal && burst.len() < MAX_BURST {
+                    while !terminal && burst.len() < MAX_BURST && bytes < WRITE_CHUNK {
                         match watcher.next_ready() {
                             Some(more) => {
                                 terminal = more.terminal;
+                                bytes += more.json.len();
                                 burst.push(more);
                             }
                             None => break,
