@@ -404,12 +404,6 @@ fn frame_header(out: &mut Vec<u8>, len: usize) {
 
 /// Whether a write to the client finished within [`WRITE_TIMEOUT`]; `false` drops it.
 async fn written<E>(write: impl Future<Output = Result<(), E>>) -> bool {
-    let mut write = std::pin::pin!(write);
-    // Most writes finish at once (the socket has room): they need no timer. With a
-    // thousand viewers of a busy build, that is a timer set and cancelled per line each.
-    if let Some(result) = futures_util::FutureExt::now_or_never(write.as_mut()) {
-        return result.is_ok();
-    }
     match tokio::time::timeout(WRITE_TIMEOUT, write).await {
         Ok(result) => result.is_ok(),
         Err(_) => {
