@@ -239,16 +239,7 @@ pub async fn run(dir: &Path, report: &mut Report) -> Result<()> {
         ),
         "seconds",
     );
-    let apps = child.json("GET", "/api/apps", None).await?;
-    for app in apps.as_array().cloned().unwrap_or_default() {
-        let _ = super::http(
-            child.addr,
-            "DELETE",
-            &format!("/api/apps/{}", app["id"]),
-            None,
-        )
-        .await;
-    }
+    child.remove_apps().await?;
     child.stop().await;
     Ok(())
 }

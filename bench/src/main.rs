@@ -178,6 +178,21 @@ impl Child {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.process.wait()).await;
     }
 
+    /// Deletes every app (and so its containers and images).
+    async fn remove_apps(&self) -> Result<()> {
+        let apps = self.json("GET", "/api/apps", None).await?;
+        for app in apps.as_array().cloned().unwrap_or_default() {
+            let _ = http(
+                self.addr,
+                "DELETE",
+                &format!("/api/apps/{}", app["id"]),
+                None,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
     /// `kill -9`: nothing of the server runs its shutdown.
     async fn kill(mut self) {
         let _ = self.process.kill().await;
@@ -1027,16 +1042,7 @@ async fn docker(bench: &mut Bench) -> Result<()> {
         format!("{:.3} ms", s50 - f50),
         "-",
     );
-    let apps = child.json("GET", "/api/apps", None).await?;
-    for app in apps.as_array().cloned().unwrap_or_default() {
-        let _ = http(
-            child.addr,
-            "DELETE",
-            &format!("/api/apps/{}", app["id"]),
-            None,
-        )
-        .await;
-    }
+    child.remove_apps().await?;
     child.stop().await;
     Ok(())
 }
