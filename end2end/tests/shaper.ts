@@ -28,32 +28,65 @@ const PACKET = 1500;
 // server meets TCP flow control (a slow reader) instead of an unbounded buffer here.
 const HIGH_WATER = 256 * 1024;
 
-// One direction of the link, shared by every connection of a shaper: a byte can only start
-// transmitting once everything queued before it, from any connection, has been sent.
+// One direction of the link, shared by every connection of a shaper. Like a bottleneck
+// shared by TCP flows, it sends one packet at a time, taking turns between the connections
+// that have something to send: a small response (a stylesheet) is not stuck behind a large
+// one (the WebAssembly) that happened to arrive first.
 class Link {
-  private freeAt = 0;
   private readonly msPerByte: number;
-  private readonly delayMs: number;
+  readonly delayMs: number;
+  private readonly waiting: Sender[] = [];
+  private freeAt = 0;
+  private busy = false;
   constructor(bitsPerSecond: number, delayMs: number) {
     this.msPerByte = (8 * 1000) / bitsPerSecond;
     this.delayMs = delayMs;
   }
-  /** Reserves the link for `bytes` and returns when they reach the far end. */
-  arrival(bytes: number): number {
-    this.freeAt = Math.max(performance.now(), this.freeAt) + bytes * this.msPerByte;
-    return this.freeAt + this.delayMs;
+  /** `sender` has a packet to send. */
+  ready(sender: Sender) {
+    if (!this.waiting.includes(sender)) this.waiting.push(sender);
+    this.next();
+  }
+  private next() {
+    if (this.busy) return;
+    let sender = this.waiting.shift();
+    while (sender && !sender.hasMore()) sender = this.waiting.shift(); // a cancelled one
+    if (!sender) return;
+    const packet = sender.take();
+    if (sender.hasMore()) this.waiting.push(sender); // its next turn, after the others
+    // A virtual clock: late timers do not slow the link down.
+    this.freeAt = Math.max(performance.now(), this.freeAt) + packet.bytes * this.msPerByte;
+    this.busy = true;
+    setTimeout(() => {
+      this.busy = false;
+      sender.sent(packet, this.freeAt + this.delayMs);
+      this.next();
+    }, Math.max(0, this.freeAt - performance.now()));
   }
 }
 
-// Carries one direction of one connection over `link`. Arrival times on one link only grow,
-// so a FIFO per connection with a single timer for its head keeps the bytes in order
-// (separate timers per packet could fire out of order when they share a millisecond).
-// Returns a function that cancels whatever is still pending.
+interface Packet {
+  bytes: number;
+  data: Buffer | null; // null: the source's FIN
+}
+
+interface Sender {
+  take(): Packet;
+  hasMore(): boolean;
+  sent(packet: Packet, at: number): void;
+}
+
+// Carries one direction of one connection over `link`: packets wait their turn on the link,
+// then travel `delayMs`, then are written in order (one timer for the head of the queue;
+// arrival times of one connection only grow). Returns a function that cancels whatever is
+// still pending.
 function carry(src: net.Socket, dst: net.Socket, link: Link, delivered: (n: number) => void): () => void {
-  const queue: { at: number; data: Buffer | null }[] = []; // null: the source's FIN
+  const waiting: Packet[] = []; // not on the link yet
+  const travelling: { at: number; data: Buffer | null }[] = [];
   let queued = 0;
   let blocked = false; // dst.write() said its buffer is full
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancelled = false;
 
   const flow = () => {
     const stop = blocked || queued > HIGH_WATER;
@@ -61,13 +94,13 @@ function carry(src: net.Socket, dst: net.Socket, link: Link, delivered: (n: numb
     else if (!stop && src.isPaused()) src.resume();
   };
   const arm = () => {
-    timer = setTimeout(deliver, Math.max(0, queue[0].at - performance.now()));
+    timer = setTimeout(deliver, Math.max(0, travelling[0].at - performance.now()));
   };
   const deliver = () => {
     timer = undefined;
     // Timers have millisecond granularity, so anything due within a millisecond goes now.
-    while (queue.length > 0 && queue[0].at <= performance.now() + 1) {
-      const { data } = queue.shift()!;
+    while (travelling.length > 0 && travelling[0].at <= performance.now() + 1) {
+      const { data } = travelling.shift()!;
       if (dst.destroyed) return;
       if (data === null) {
         dst.end(); // the half-close travels the link too, after all the data before it
@@ -77,12 +110,21 @@ function carry(src: net.Socket, dst: net.Socket, link: Link, delivered: (n: numb
       delivered(data.length);
       if (!dst.write(data)) blocked = true;
     }
-    if (queue.length > 0) arm();
+    if (travelling.length > 0) arm();
     flow();
   };
+  const sender: Sender = {
+    take: () => waiting.shift()!,
+    hasMore: () => waiting.length > 0,
+    sent: (packet, at) => {
+      if (cancelled) return;
+      travelling.push({ at, data: packet.data });
+      if (timer === undefined) arm();
+    },
+  };
   const send = (data: Buffer | null) => {
-    queue.push({ at: link.arrival(data ? data.length : 0), data });
-    if (timer === undefined) arm();
+    waiting.push({ bytes: data ? data.length : 0, data });
+    link.ready(sender);
   };
 
   src.on("data", (chunk: Buffer) => {
@@ -98,7 +140,11 @@ function carry(src: net.Socket, dst: net.Socket, link: Link, delivered: (n: numb
     blocked = false;
     flow();
   });
-  return () => clearTimeout(timer);
+  return () => {
+    cancelled = true;
+    waiting.length = 0;
+    clearTimeout(timer);
+  };
 }
 
 export async function startShaper(opts: ShaperOptions): Promise<Shaper> {
