@@ -19,6 +19,8 @@ command -v node >/dev/null || apt_missing+=(nodejs npm)
 # The ACME test server of the edge's HTTPS test, and the tools the tests use around it.
 command -v pebble >/dev/null || apt_missing+=(pebble)
 command -v openssl >/dev/null || apt_missing+=(openssl)
+# The cluster's tests and benchmark start their own throwaway PostgreSQL 15.
+[ -x /usr/lib/postgresql/15/bin/postgres ] || apt_missing+=(postgresql-15)
 command -v python3 >/dev/null || apt_missing+=(python3 python3-pip)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_missing[*]}"

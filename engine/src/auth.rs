@@ -78,6 +78,8 @@ pub struct Auth {
     /// The one-time code that creating the admin account needs; `None` once an account
     /// exists. A std mutex: never held across an await.
     setup: Mutex<Option<SetupCode>>,
+    /// This node, in a cluster: changes are announced to the others.
+    node: Option<crate::cluster::Node>,
 }
 
 struct SetupCode {
@@ -255,59 +257,89 @@ fn verify(stored: &str, password: &str) -> bool {
     check().unwrap_or(false)
 }
 
+/// Every live session and token, as the database holds them.
+async fn read_cache(pool: &crate::db::Pool) -> Result<Cache> {
+    count();
+    let has_users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(pool)
+        .await?;
+    count();
+    let sessions: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT s.hash, u.username, s.expires_ms FROM sessions s JOIN users u ON u.id = s.user_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    count();
+    let tokens: Vec<(String, i64)> = sqlx::query_as("SELECT hash, id FROM api_tokens")
+        .fetch_all(pool)
+        .await?;
+    let mut cache = Cache {
+        has_users: has_users > 0,
+        ..Cache::default()
+    };
+    for (hash, username, expires_ms) in sessions {
+        if let Some(key) = from_hex(&hash) {
+            cache.sessions.insert(
+                key,
+                SessionEntry {
+                    username,
+                    expires_ms,
+                },
+            );
+        }
+    }
+    for (hash, id) in tokens {
+        if let Some(key) = from_hex(&hash) {
+            cache.tokens.insert(key, id);
+        }
+    }
+    Ok(cache)
+}
+
 impl Auth {
-    /// Loads every live session and token into memory.
-    pub async fn load(pool: crate::db::Pool, admin_token: Option<&str>) -> Result<Auth> {
+    /// Loads every live session and token into memory. In a cluster (`node`), every
+    /// change is announced to the other nodes, which reload theirs ([`Auth::reload`]).
+    pub(crate) async fn load(
+        pool: crate::db::Pool,
+        admin_token: Option<&str>,
+        node: Option<crate::cluster::Node>,
+    ) -> Result<Auth> {
         count();
-        let has_users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&pool)
-            .await?;
-        count();
-        sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?")
+        sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
             .bind(now_ms())
             .execute(&pool)
             .await?;
-        count();
-        let sessions: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT s.hash, u.username, s.expires_ms FROM sessions s JOIN users u ON u.id = s.user_id",
-        )
-        .fetch_all(&pool)
-        .await?;
-        count();
-        let tokens: Vec<(String, i64)> = sqlx::query_as("SELECT hash, id FROM api_tokens")
-            .fetch_all(&pool)
-            .await?;
-        let mut cache = Cache {
-            has_users: has_users > 0,
-            ..Cache::default()
-        };
-        let setup = (has_users == 0).then(|| SetupCode {
+        let cache = read_cache(&pool).await?;
+        let setup = (!cache.has_users).then(|| SetupCode {
             code: random_hex()[..32].to_owned(),
             file: None,
         });
-        for (hash, username, expires_ms) in sessions {
-            if let Some(key) = from_hex(&hash) {
-                cache.sessions.insert(
-                    key,
-                    SessionEntry {
-                        username,
-                        expires_ms,
-                    },
-                );
-            }
-        }
-        for (hash, id) in tokens {
-            if let Some(key) = from_hex(&hash) {
-                cache.tokens.insert(key, id);
-            }
-        }
         Ok(Auth {
             pool,
             admin_token: admin_token.map(digest),
             cache: RwLock::new(cache),
             throttle: Throttle::default(),
             setup: Mutex::new(setup),
+            node,
         })
+    }
+
+    /// Reads sessions and tokens again: another node changed them.
+    pub(crate) async fn reload(&self) -> Result<()> {
+        let cache = read_cache(&self.pool).await?;
+        if cache.has_users {
+            self.setup_lock().take();
+        }
+        *self.write() = cache;
+        Ok(())
+    }
+
+    /// Tells the other nodes that sessions, tokens or accounts changed.
+    async fn changed(&self) {
+        if let Some(node) = &self.node {
+            node.announce(&self.pool, crate::cluster::Signal::Auth)
+                .await;
+        }
     }
 
     fn setup_lock(&self) -> std::sync::MutexGuard<'_, Option<SetupCode>> {
@@ -366,7 +398,7 @@ impl Auth {
         self.throttle.check(from, username)?;
         count();
         let stored: Option<String> =
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE username = ?")
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE username = $1")
                 .bind(username)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -416,7 +448,7 @@ impl Auth {
         count();
         let created = sqlx::query(
             "INSERT INTO users (username, password_hash, is_admin, created_at)
-             SELECT ?, ?, 1, ? WHERE NOT EXISTS (SELECT 1 FROM users)",
+             SELECT $1, $2, 1, $3 WHERE NOT EXISTS (SELECT 1 FROM users)",
         )
         .bind(username)
         .bind(hash)
@@ -464,7 +496,7 @@ impl Auth {
         }
         let hash = self.hash_password(new).await?;
         count();
-        sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
             .bind(hash)
             .bind(username)
             .execute(&self.pool)
@@ -482,7 +514,7 @@ impl Auth {
         count();
         let ended = match username {
             Some(name) => sqlx::query(
-                "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)",
+                "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = $1)",
             )
             .bind(name)
             .execute(&self.pool)
@@ -496,6 +528,7 @@ impl Auth {
         self.write()
             .sessions
             .retain(|_, entry| username.is_some_and(|name| entry.username != name));
+        self.changed().await;
         Ok(ended.rows_affected())
     }
 
@@ -506,7 +539,7 @@ impl Auth {
         count();
         sqlx::query(
             "INSERT INTO sessions (hash, user_id, created_at, expires_ms)
-             SELECT ?, id, ?, ? FROM users WHERE username = ?",
+             SELECT $1, id, $2, $3 FROM users WHERE username = $4",
         )
         .bind(hex::encode(key))
         .bind(time::now())
@@ -521,6 +554,7 @@ impl Auth {
                 expires_ms,
             },
         );
+        self.changed().await;
         Ok(secret)
     }
 
@@ -529,10 +563,11 @@ impl Auth {
         let key = digest(secret);
         self.write().sessions.remove(&key);
         count();
-        sqlx::query("DELETE FROM sessions WHERE hash = ?")
+        sqlx::query("DELETE FROM sessions WHERE hash = $1")
             .bind(hex::encode(key))
             .execute(&self.pool)
             .await?;
+        self.changed().await;
         Ok(())
     }
 
@@ -572,7 +607,7 @@ impl Auth {
         count();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_tokens (name, hash, prefix, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(name)
         .bind(hex::encode(key))
@@ -582,6 +617,7 @@ impl Auth {
         .fetch_one(&self.pool)
         .await?;
         self.write().tokens.insert(key, id);
+        self.changed().await;
         Ok(CreatedToken {
             info: ApiToken {
                 id,
@@ -617,7 +653,7 @@ impl Auth {
     pub async fn revoke_token(&self, id: i64) -> Result<()> {
         count();
         let hash: Option<String> =
-            sqlx::query_scalar("DELETE FROM api_tokens WHERE id = ? RETURNING hash")
+            sqlx::query_scalar("DELETE FROM api_tokens WHERE id = $1 RETURNING hash")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -625,6 +661,7 @@ impl Auth {
         if let Some(key) = from_hex(&hash) {
             self.write().tokens.remove(&key);
         }
+        self.changed().await;
         Ok(())
     }
 }
@@ -646,7 +683,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let url = format!("sqlite://{}/auth.db", dir.display());
         let pool = crate::db::connect(&url).await.expect("database");
-        Auth::load(pool, admin).await.expect("auth")
+        Auth::load(pool, admin, None).await.expect("auth")
     }
 
     const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -765,14 +802,14 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let url = format!("sqlite://{}/auth.db", dir.display());
         let pool = crate::db::connect(&url).await.expect("db");
-        let auth = Auth::load(pool.clone(), None).await.expect("auth");
+        let auth = Auth::load(pool.clone(), None, None).await.expect("auth");
         let session = admin(&auth, "root").await;
         let by = auth.session(&session).expect("principal");
         let token = auth.create_token("cli", &by).await.expect("token").token;
         pool.close().await;
 
         let pool = crate::db::connect(&url).await.expect("db");
-        let auth = Auth::load(pool.clone(), None).await.expect("auth");
+        let auth = Auth::load(pool.clone(), None, None).await.expect("auth");
         assert!(auth.has_users());
         assert_eq!(
             auth.setup_code(),

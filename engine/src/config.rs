@@ -161,6 +161,20 @@ pub struct Config {
     #[arg(long = "runtime-log-mb", env = "SLIPWAY_RUNTIME_LOG_MB", value_name = "SLIPWAY_RUNTIME_LOG_MB",
           default_value = "50", value_parser = megabytes(1_048_576))]
     pub runtime_log_bytes: u64,
+    /// This node's name in a cluster (`GET /api/nodes`, each deployment's `node`);
+    /// default the host name and the port of `SLIPWAY_ADDR`.
+    #[arg(long = "node-name", env = "SLIPWAY_NODE_NAME", value_name = "SLIPWAY_NODE_NAME",
+          value_parser = node_name)]
+    node_name: Option<String>,
+    /// How long a node may go unheard before another ends its deployments `failed`.
+    #[arg(long = "node-lease-secs", env = "SLIPWAY_NODE_LEASE_SECS",
+          value_name = "SLIPWAY_NODE_LEASE_SECS", default_value = "10", value_parser = secs(3600))]
+    pub node_lease: Duration,
+    /// Where apps run: `docker` (one engine, the default) or `synthetic` (builds and runs
+    /// nothing, for the tests and benchmarks of everything around the runtime).
+    #[arg(long = "runtime", env = "SLIPWAY_RUNTIME", value_name = "SLIPWAY_RUNTIME",
+          default_value = "docker", value_parser = runtime_kind)]
+    pub runtime: RuntimeKind,
     /// The Caddy binary of the edge (2.7 or later).
     #[arg(
         long,
@@ -183,6 +197,13 @@ pub enum Listen {
 pub enum Tls {
     Acme,
     Internal,
+}
+
+/// `SLIPWAY_RUNTIME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Docker,
+    Synthetic,
 }
 
 /// `SLIPWAY_ALLOWED_HOSTS`: host names (or IP addresses) in lower case, without ports.
@@ -224,6 +245,24 @@ impl Config {
             Some(url) => url.0.clone(),
             None => format!("sqlite://{}/slipway.db", self.data_dir.display()),
         }
+    }
+
+    /// Whether the database is PostgreSQL: this node is part of a cluster.
+    pub fn clustered(&self) -> bool {
+        let url = self.database_url();
+        url.starts_with("postgres:") || url.starts_with("postgresql:")
+    }
+
+    /// `SLIPWAY_NODE_NAME`, or the host name and the port this node listens on.
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned());
+            format!("{host}:{}", self.addr.port())
+        })
     }
 
     /// `slipway serve --help`: every variable with its default.
@@ -343,10 +382,33 @@ fn docker_host(text: &str) -> Result<String, String> {
 }
 
 fn database_url(text: &str) -> Result<DatabaseUrl, String> {
-    if text.starts_with("sqlite:") {
+    if ["sqlite:", "postgres:", "postgresql:"]
+        .iter()
+        .any(|scheme| text.starts_with(scheme))
+    {
         Ok(DatabaseUrl(text.to_owned()))
     } else {
-        Err("is not supported yet: use a sqlite: URL or leave it unset".into())
+        Err("must be a sqlite: URL (one node), a postgres:// URL (a cluster), or unset".into())
+    }
+}
+
+fn node_name(text: &str) -> Result<String, String> {
+    let valid = text.len() <= 100
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("must be at most 100 letters, digits, '-', '_', '.' or ':'".into())
+    }
+}
+
+fn runtime_kind(text: &str) -> Result<RuntimeKind, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "docker" => Ok(RuntimeKind::Docker),
+        "synthetic" => Ok(RuntimeKind::Synthetic),
+        _ => Err("must be docker or synthetic".into()),
     }
 }
 
@@ -409,6 +471,18 @@ mod tests {
         assert_eq!(c.log_max_bytes, 100 * 1024 * 1024);
         assert_eq!(c.clone_max_files, 200_000);
         assert_eq!(c.allowed_hosts, None);
+        assert!(!c.clustered());
+        assert!(c.node_name().ends_with(":3000"), "{}", c.node_name());
+        assert_eq!(c.node_lease, Duration::from_secs(10));
+        assert_eq!(c.runtime, RuntimeKind::Docker);
+        let c = config(&[
+            ("DATABASE_URL", "postgres:///slipway?host=/tmp/pg"),
+            ("SLIPWAY_NODE_NAME", "node-b"),
+            ("SLIPWAY_RUNTIME", "synthetic"),
+        ])?;
+        assert!(c.clustered());
+        assert_eq!(c.node_name(), "node-b");
+        assert_eq!(c.runtime, RuntimeKind::Synthetic);
         let c = config(&[
             ("SLIPWAY_PUBLIC_URL", "HTTPS://Deploy.Example.com:8443/"),
             ("SLIPWAY_ALLOW_LOCAL_REPOS", "1"),
@@ -473,6 +547,9 @@ mod tests {
             ("SLIPWAY_ACME_EMAIL", "nobody"),
             ("SLIPWAY_APPS_DOMAIN", "-bad-.example"),
             ("SLIPWAY_DRAIN_SECS", "soon"),
+            ("SLIPWAY_NODE_NAME", "node one"),
+            ("SLIPWAY_NODE_LEASE_SECS", "0"),
+            ("SLIPWAY_RUNTIME", "kubernetes"),
         ] {
             let error = config(&[(var, value)]).err();
             assert_eq!(

@@ -21,6 +21,7 @@
 mod app_logs;
 pub mod auth;
 pub mod bus;
+mod cluster;
 pub mod config;
 pub mod credentials;
 mod db;
@@ -71,7 +72,7 @@ pub struct Engine {
 struct Inner {
     config: Config,
     pool: db::Pool,
-    auth: auth::Auth,
+    auth: Arc<auth::Auth>,
     lifecycle: Arc<Lifecycle>,
     runtime: Arc<dyn runtime::Runtime>,
     /// Caddy, when the edge is on.
@@ -87,8 +88,14 @@ struct Inner {
 }
 
 impl Engine {
-    /// Connects to the real Docker engine and starts with the git CLI.
+    /// Connects to the real Docker engine (or, with `SLIPWAY_RUNTIME=synthetic`, to
+    /// none) and starts with the git CLI.
     pub async fn start_with_docker(config: Config) -> Result<Engine> {
+        if config.runtime == config::RuntimeKind::Synthetic {
+            let source = git::GitCli::from_config(&config);
+            let runtime = runtime::synthetic::SyntheticRuntime::instant();
+            return Engine::start(config, Arc::new(runtime), Arc::new(source)).await;
+        }
         let docker = runtime::docker::DockerRuntime::connect(config.docker_host.as_deref())
             .await
             .map_err(|e| {
@@ -110,7 +117,15 @@ impl Engine {
         // Logs, checkouts and the database are nobody else's business.
         files::private_dir(&config.data_dir)?;
         files::private_database(&config.database_url())?;
-        let pool = db::connect(&config.database_url()).await?;
+        let database_url = config.database_url();
+        let pool = db::connect(&database_url).await?;
+        let node = cluster::Node {
+            name: config.node_name(),
+            addr: config.addr.to_string(),
+            lease: config.node_lease,
+            dialect: db::Dialect::of_url(&database_url),
+        };
+        db::join(&pool, &node.name, &node.addr).await?;
         for id in db::split_repo_credentials(&pool).await? {
             tracing::info!(
                 app.id = id,
@@ -119,7 +134,14 @@ impl Engine {
         }
         let store = LogStore::new(config.data_dir.join("logs"))?;
         let admin_token = config.admin_token.as_ref().map(|t| t.0.as_str());
-        let auth = auth::Auth::load(pool.clone(), admin_token).await?;
+        let auth = Arc::new(
+            auth::Auth::load(
+                pool.clone(),
+                admin_token,
+                node.clustered().then(|| node.clone()),
+            )
+            .await?,
+        );
         auth.write_setup_file(&config.data_dir.join(SETUP_CODE_FILE))?;
         let instance = instance_id(&config.data_dir).await?;
         // Checkouts a previous run left behind (a crash, a kill): nothing runs yet.
@@ -135,6 +157,7 @@ impl Engine {
             store,
             config.log_max_bytes,
             feed,
+            node.clone(),
         ));
         let shutdown = CancellationToken::new();
         let mut cx = worker::WorkerContext {
@@ -159,6 +182,13 @@ impl Engine {
         };
         worker::reconcile(&cx).await?;
         let tasks = TaskTracker::new();
+        tasks.spawn(cluster_duties(
+            lifecycle.clone(),
+            auth.clone(),
+            pool.clone(),
+            database_url,
+            shutdown.clone(),
+        ));
         let app_logs = Arc::new(app_logs::AppLogs::new(
             config.data_dir.join("runtime"),
             config.runtime_log_bytes,
@@ -270,6 +300,11 @@ impl Engine {
 
     pub fn auth(&self) -> &auth::Auth {
         &self.inner.auth
+    }
+
+    /// The nodes of the cluster (one, on SQLite), by name.
+    pub async fn nodes(&self) -> Result<Vec<protocol::NodeInfo>> {
+        db::nodes(&self.inner.pool, self.inner.config.node_lease).await
     }
 
     pub fn config(&self) -> &Config {
@@ -573,21 +608,33 @@ impl Engine {
     /// The whole log so far, in memory (tests; the API streams [`Engine::log_file`]).
     pub async fn log(&self, id: DeploymentId) -> Result<Vec<u8>> {
         db::deployment(&self.inner.pool, id).await?;
-        Ok(self.inner.lifecycle.store().read_all(id).await?)
+        Ok(self
+            .inner
+            .lifecycle
+            .synced_store(id)
+            .await?
+            .read_all(id)
+            .await?)
     }
 
     /// A deployment's log as it stands now, to be read piece by piece (the download):
     /// a log of any size is served in constant memory.
     pub async fn log_file(&self, id: DeploymentId) -> Result<logstore::LogFile> {
         db::deployment(&self.inner.pool, id).await?;
-        Ok(self.inner.lifecycle.store().open_all(id).await?)
+        Ok(self
+            .inner
+            .lifecycle
+            .synced_store(id)
+            .await?
+            .open_all(id)
+            .await?)
     }
 
     /// Lines `from..=to` of a deployment's log (clamped to what exists; cut after
     /// [`protocol::MAX_PAGE_BYTES`] of text), and how many it holds.
     pub async fn lines(&self, id: DeploymentId, from: Seq, to: Seq) -> Result<LogPage> {
         db::deployment(&self.inner.pool, id).await?;
-        let store = self.inner.lifecycle.store();
+        let store = self.inner.lifecycle.synced_store(id).await?;
         let total = store.count(id).await?;
         let lines = store
             .read_bounded(id, from, to.min(total), protocol::MAX_PAGE_BYTES)
@@ -602,7 +649,8 @@ impl Engine {
         let (seqs, truncated) = self
             .inner
             .lifecycle
-            .store()
+            .synced_store(id)
+            .await?
             .search(id, needle, protocol::MAX_SEARCH_RESULTS)
             .await?;
         Ok(SearchResult { seqs, truncated })
@@ -616,7 +664,13 @@ impl Engine {
         n: u64,
         max_bytes: u64,
     ) -> Result<Vec<LogLine>> {
-        Ok(self.inner.lifecycle.store().tail(id, n, max_bytes).await?)
+        Ok(self
+            .inner
+            .lifecycle
+            .synced_store(id)
+            .await?
+            .tail(id, n, max_bytes)
+            .await?)
     }
 
     /// A viewer of the app's runtime log, after line `since` (from the oldest kept line if
@@ -819,6 +873,50 @@ async fn routes(
         table.insert(app.id, route_of(settings, &app, upstream));
     }
     Ok(table)
+}
+
+/// This node's part in the cluster: its heartbeat, ending lost nodes' deployments, and
+/// (on PostgreSQL) the other nodes' signals. On one node (SQLite) only the heartbeat,
+/// which keeps `GET /api/nodes` true.
+async fn cluster_duties(
+    lifecycle: Arc<Lifecycle>,
+    auth: Arc<auth::Auth>,
+    pool: db::Pool,
+    database_url: String,
+    shutdown: CancellationToken,
+) {
+    let node = lifecycle.node().clone();
+    let (signals, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+    if node.clustered() {
+        tokio::spawn(cluster::listen(database_url, signals));
+    } else {
+        drop(signals);
+    }
+    let mut beat = tokio::time::interval(node.heartbeat());
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = beat.tick() => {
+                if let Err(e) = db::seen(&pool, &node.name).await {
+                    tracing::warn!(error = %e, "could not record this node's heartbeat");
+                }
+                if node.clustered()
+                    && let Err(e) = lifecycle.fail_orphans().await
+                {
+                    tracing::warn!(error = %e, "could not end the deployments of lost nodes");
+                }
+            }
+            Some(signal) = incoming.recv() => {
+                lifecycle.signal(&signal).await;
+                if signal == cluster::Signal::Auth
+                    && let Err(e) = auth.reload().await
+                {
+                    tracing::warn!(error = %e, "could not reload sessions and tokens");
+                }
+            }
+        }
+    }
 }
 
 /// Keeps the edge pointed at the containers: when the container engine comes back (it

@@ -8,6 +8,7 @@
 //! run is the only handle that moves that deployment forward, and it ends exactly once.
 
 use crate::bus::{DeploymentStream, EventBus, Lookup};
+use crate::cluster::{Node, Signal};
 use crate::db::{self, Artifacts, Change, DeploymentRecord, Pool};
 use crate::error::{Conflict, EngineError, Result};
 use crate::feed::EventFeed;
@@ -25,8 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 /// How long `cancel` waits for a running deployment to end.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
-/// Claims retried when another worker took the candidate first.
-const CLAIM_ATTEMPTS: usize = 8;
+/// Claims retried when another worker took the candidate first (each retry means some
+/// worker, here or on another node, claimed something).
+const CLAIM_ATTEMPTS: usize = 64;
+/// How often `cancel` looks whether a deployment running on another node has ended.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 pub(crate) struct Lifecycle {
     pool: Pool,
@@ -44,6 +48,11 @@ pub(crate) struct Lifecycle {
     feed: Arc<EventFeed>,
     /// Wakes the notifier when a deployment ends (its notifications are in the outbox).
     notify: Arc<Notify>,
+    /// This node: claims carry its name; wake-ups and cancels reach the other nodes.
+    node: Node,
+    /// In a cluster: the writers of this node's copies of logs other nodes write.
+    /// Held while copying, so that copies of one log never interleave.
+    copies: tokio::sync::Mutex<HashMap<DeploymentId, LogWriter>>,
 }
 
 /// Why a run's output could not be written.
@@ -55,6 +64,10 @@ pub(crate) enum WriteError {
         .0 / (1024 * 1024)
     )]
     LimitReached(u64),
+    /// Another node took this deployment over (this node was unheard for too long):
+    /// the run must stop at once and change nothing more.
+    #[error("this node lost the deployment to another node: {0}")]
+    ClaimLost(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -73,6 +86,7 @@ impl Lifecycle {
         store: LogStore,
         log_max_bytes: u64,
         feed: Arc<EventFeed>,
+        node: Node,
     ) -> Lifecycle {
         Lifecycle {
             pool,
@@ -84,7 +98,234 @@ impl Lifecycle {
             running: Mutex::new(HashMap::new()),
             feed,
             notify: Arc::new(Notify::new()),
+            node,
+            copies: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Publishes an event of the feed this node committed (with the feed's order held).
+    /// In a cluster, first every event other nodes committed before it, so that the
+    /// feed stays in `id` order on every node; then tells the others.
+    async fn publish_event(&self, event: &FeedEvent) {
+        if !self.node.clustered() {
+            self.feed.publish(event);
+            return;
+        }
+        self.catch_up_feed().await;
+        if event.id() > Some(self.feed.last_id()) {
+            self.feed.publish(event);
+        }
+        let by = self.node.name.clone();
+        self.node.announce(&self.pool, Signal::Feed { by }).await;
+    }
+
+    /// Publishes the events committed (by any node) after the last one published here.
+    /// Call it with the feed's order held.
+    async fn catch_up_feed(&self) {
+        loop {
+            let last = self.feed.last_id();
+            let events = match db::events_after(&self.pool, last, 1000).await {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the events other nodes committed");
+                    return;
+                }
+            };
+            for event in &events {
+                self.feed.publish(event);
+            }
+            if events.len() < 1000 {
+                return;
+            }
+        }
+    }
+
+    /// Stores lines this node wrote where the other nodes read them, and tells them.
+    /// Refused when another node already wrote those seqs: this node lost its claim
+    /// (it froze and another ended the deployment), so its run must stop.
+    async fn share_lines(&self, id: DeploymentId, lines: &[LogLine]) -> Result<(), WriteError> {
+        let at_ms = lines
+            .first()
+            .map_or(0, |l| crate::time::millis_of(&l.timestamp));
+        let rows: Vec<(Seq, i64, &str)> = lines
+            .iter()
+            .map(|l| (l.seq, at_ms, l.line.as_str()))
+            .collect();
+        if let Err(e) = db::insert_lines(&self.pool, id, &rows).await {
+            return Err(WriteError::ClaimLost(e.to_string()));
+        }
+        let signal = Signal::Lines {
+            id,
+            by: self.node.name.clone(),
+        };
+        self.node.announce(&self.pool, signal).await;
+        Ok(())
+    }
+
+    /// Copies into this node's log store the lines of deployment `id` that other nodes
+    /// stored and this node lacks, and publishes them to its viewers. Returns the guard
+    /// of the copies: nothing is copied while the caller holds it. Nothing to do on one
+    /// node, or for a deployment this node runs (its own writer is the only one).
+    async fn copy_lines(
+        &self,
+        id: DeploymentId,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, HashMap<DeploymentId, LogWriter>>>> {
+        if !self.node.clustered() {
+            return Ok(None);
+        }
+        let mut copies = self.copies.lock().await;
+        if self.running_map().contains_key(&id) {
+            return Ok(Some(copies));
+        }
+        const BATCH: i64 = 4096;
+        loop {
+            let last = match copies.get(&id) {
+                Some(writer) => writer.last_seq(),
+                None => self.store.count(id).await?,
+            };
+            let rows = db::lines_after(&self.pool, id, last, BATCH).await?;
+            let Some(&(first, _, _)) = rows.first() else {
+                break;
+            };
+            if first != last + 1 {
+                tracing::warn!(
+                    deployment.id = id,
+                    last,
+                    first,
+                    "a gap in the shared log; copying stops here"
+                );
+                break;
+            }
+            let full = rows.len() as i64 == BATCH;
+            let mut writer = match copies.remove(&id) {
+                Some(writer) => writer,
+                None => self.store.writer(id).await?,
+            };
+            let (writer, written) = tokio::task::spawn_blocking(move || {
+                let mut written = Vec::with_capacity(rows.len());
+                let mut rows = rows.into_iter().peekable();
+                while let Some((_, at_ms, line)) = rows.next() {
+                    // Lines of one batch share their time: appended together.
+                    let mut group = vec![line];
+                    while let Some((_, _, next)) = rows.next_if(|(_, ms, _)| *ms == at_ms) {
+                        group.push(next);
+                    }
+                    let at = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
+                    match writer.append_at_blocking(group, at) {
+                        Ok(lines) => written.extend(lines),
+                        Err(e) => return (writer, Err(e)),
+                    }
+                }
+                (writer, Ok(written))
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("copying a log: {e}")))?;
+            let written = match written {
+                Ok(written) => written,
+                Err(e) => return Err(e.into()),
+            };
+            if let Lookup::Live(stream) = self.bus.get(id) {
+                stream.publish_lines(&written);
+            }
+            copies.insert(id, writer);
+            if !full {
+                break;
+            }
+        }
+        Ok(Some(copies))
+    }
+
+    /// The log store, holding every line of `id` stored so far on any node.
+    pub(crate) async fn synced_store(&self, id: DeploymentId) -> Result<&LogStore> {
+        self.copy_lines(id).await?;
+        Ok(&self.store)
+    }
+
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Another node (or this one) said something.
+    pub(crate) async fn signal(&self, signal: &Signal) {
+        match signal {
+            Signal::Status { id, by } if *by != self.node.name => {
+                // Viewers here of a deployment another node moved: its new status.
+                if let Lookup::Live(stream) = self.bus.get(*id) {
+                    match db::deployment(&self.pool, *id).await {
+                        Ok(record) if record.api.status.is_terminal() => {
+                            // Its last lines first (committed before its end).
+                            if let Err(e) = self.copy_lines(*id).await {
+                                tracing::warn!(deployment.id = id, error = %e, "could not copy another node's log lines");
+                            }
+                            self.copies.lock().await.remove(id);
+                            self.bus.finish(record.api.status_data());
+                        }
+                        Ok(record) => stream.publish_status(record.api.status_data()),
+                        Err(e) => {
+                            tracing::warn!(deployment.id = id, error = %e, "could not read a status another node committed");
+                        }
+                    }
+                }
+            }
+            Signal::Status { .. } => {}
+            Signal::Lines { id, by } if *by != self.node.name => {
+                if let Err(e) = self.copy_lines(*id).await {
+                    tracing::warn!(deployment.id = id, error = %e, "could not copy another node's log lines");
+                }
+            }
+            Signal::Lines { .. } => {}
+            Signal::Feed { by } if *by != self.node.name => {
+                let _order = self.feed.order().await;
+                self.catch_up_feed().await;
+            }
+            Signal::Feed { .. } => {}
+            Signal::Queue => self.wake.notify_waiters(),
+            Signal::Cancel(id) => {
+                if let Some(token) = self.running_map().get(id) {
+                    tracing::info!(deployment.id = id, "cancel requested by another node");
+                    token.cancel();
+                }
+            }
+            Signal::Auth => {}
+        }
+    }
+
+    /// Ends the in-flight deployments of nodes unheard for longer than the lease:
+    /// `failed`, naming the node and the stage. Viewers get the terminal status.
+    pub(crate) async fn fail_orphans(&self) -> Result<usize> {
+        let cutoff = crate::time::before(&crate::time::now(), self.node.lease);
+        let mut ended = 0;
+        for (record, last_seen) in db::orphaned(&self.pool, &self.node.name, &cutoff).await? {
+            let stage = record.api.status;
+            let lost = record.api.node.as_deref().unwrap_or("?");
+            let reason = crate::cluster::lost_message(lost, stage, &last_seen);
+            // The log's last line says why, on every node; if the lost node wrote that
+            // seq first, it is back and the status below settles who wins.
+            let id = record.api.id;
+            let next = db::last_line(&self.pool, id).await? + 1;
+            let line = format!("[slipway] Deployment failed during {stage}: {reason}\n");
+            let now = crate::time::millis_of(&crate::time::now());
+            if db::insert_lines(&self.pool, id, &[(next, now, &line)])
+                .await
+                .is_ok()
+            {
+                self.copy_lines(id).await?;
+                let by = self.node.name.clone();
+                self.node
+                    .announce(&self.pool, Signal::Lines { id, by })
+                    .await;
+            }
+            match self.fail(id, stage, reason).await {
+                Ok(_) => {
+                    tracing::warn!(deployment.id = record.api.id, node = lost, %stage, "deployment of a lost node marked failed");
+                    ended += 1;
+                }
+                // Its node came back and moved it, or another node got there first.
+                Err(EngineError::Conflict(Conflict::Moved { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ended)
     }
 
     pub(crate) fn feed(&self) -> &Arc<EventFeed> {
@@ -104,13 +345,9 @@ impl Lifecycle {
         let _order = self.feed.order().await;
         let (value, event) = change.await?;
         if let Some(event) = event {
-            self.feed.publish(&event);
+            self.publish_event(&event).await;
         }
         Ok(value)
-    }
-
-    pub(crate) fn store(&self) -> &LogStore {
-        &self.store
     }
 
     /// `GET /metrics`: the counters, with the queue's depth and `viewers` as of now.
@@ -141,6 +378,7 @@ impl Lifecycle {
             .await?;
         self.stream(&record.api, 0);
         self.wake.notify_waiters();
+        self.node.announce(&self.pool, Signal::Queue).await;
         tracing::info!(
             app.id = app_id,
             deployment.id = record.api.id,
@@ -163,7 +401,7 @@ impl Lifecycle {
             let plan = candidate.api.plan();
             let first = plan.next(Status::Pending).unwrap_or(Status::Success);
             let claim = Change {
-                claim: true,
+                claim: Some(self.node.name.clone()),
                 ..Change::default()
             };
             let record = match self.commit(id, Status::Pending, first, claim).await {
@@ -188,6 +426,7 @@ impl Lifecycle {
                     Ok(Some(Run {
                         lifecycle: self.clone(),
                         record: record.api,
+                        attempt: record.attempt,
                         plan,
                         stream,
                         log: Arc::new(Mutex::new(log)),
@@ -231,9 +470,17 @@ impl Lifecycle {
         };
         let (record, event) = db::transition(&self.pool, id, from, to, change).await?;
         if let Some(event) = event {
-            self.feed.publish(&event);
+            self.publish_event(&event).await;
         }
         let data = record.api.status_data();
+        // Stages, not progress inside one: NOTIFY serialises commits.
+        if to != from {
+            let signal = Signal::Status {
+                id,
+                by: self.node.name.clone(),
+            };
+            self.node.announce(&self.pool, signal).await;
+        }
         if to.is_terminal() {
             self.metrics.ended(to);
             self.notify.notify_one();
@@ -242,6 +489,7 @@ impl Lifecycle {
             self.bus.finish(data);
             // The app is free for its next deployment.
             self.wake.notify_waiters();
+            self.node.announce(&self.pool, Signal::Queue).await;
         } else {
             self.stream(&record.api, 0).publish_status(data);
         }
@@ -274,6 +522,9 @@ impl Lifecycle {
 
     /// A viewer of deployment `id` that starts after line `since`.
     pub(crate) async fn watch(&self, id: DeploymentId, since: Seq) -> Result<Watcher> {
+        // In a cluster: every line stored so far is in this node's copy, and no copy
+        // happens until the viewer's stream is open.
+        let _copies = self.copy_lines(id).await?;
         let store = self.store.clone();
         if let Lookup::Live(stream) = self.bus.get(id) {
             return Ok(Watcher::live(id, store, stream, since));
@@ -321,6 +572,9 @@ impl Lifecycle {
             if now.status.is_terminal() {
                 return Ok(now);
             }
+            if self.node.clustered() && now.node.as_deref() != Some(self.node.name.as_str()) {
+                return self.cancel_elsewhere(id).await;
+            }
             return Err(Conflict::NotRunningHere {
                 id,
                 status: now.status,
@@ -345,6 +599,20 @@ impl Lifecycle {
         Ok(db::deployment(&self.pool, id).await?.api)
     }
 
+    /// Cancels a deployment another node runs: tells every node, then waits (up to
+    /// 30 s) until the database says it ended.
+    async fn cancel_elsewhere(&self, id: DeploymentId) -> Result<Deployment> {
+        self.node.announce(&self.pool, Signal::Cancel(id)).await;
+        let deadline = Instant::now() + CANCEL_WAIT;
+        loop {
+            let now = db::deployment(&self.pool, id).await?.api;
+            if now.status.is_terminal() || Instant::now() >= deadline {
+                return Ok(now);
+            }
+            tokio::time::sleep(CANCEL_POLL).await;
+        }
+    }
+
     pub(crate) async fn app(&self, id: AppId) -> Result<db::AppRecord> {
         db::app(&self.pool, id).await
     }
@@ -361,9 +629,13 @@ impl Lifecycle {
 
     /// Deployments a previous run of this process left mid-flight.
     pub(crate) async fn interrupted(&self) -> Result<Vec<DeploymentRecord>> {
+        // In a cluster, only this node's: the others' are theirs (or, if lost, ended
+        // by `fail_orphans`).
+        let node = self.node.clustered().then_some(self.node.name.as_str());
         db::deployments_in(
             &self.pool,
             &[Status::Cloning, Status::Building, Status::Deploying],
+            node,
         )
         .await
     }
@@ -379,6 +651,14 @@ impl Lifecycle {
         let writer = self.store.writer(id).await?;
         let (_, written) = writer.append(vec![format!("[slipway] {reason}\n")]).await;
         written?;
+        if self.node.clustered() {
+            // What the crash kept from the other nodes, and the reason.
+            let shared = db::last_line(&self.pool, id).await?;
+            let unshared = self.store.read(id, shared + 1, Seq::MAX).await?;
+            self.share_lines(id, &unshared)
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+        }
         self.fail(id, record.api.status, reason).await?;
         Ok(())
     }
@@ -387,7 +667,11 @@ impl Lifecycle {
     pub(crate) async fn forget(&self, ids: &[DeploymentId]) -> Result<()> {
         for id in ids {
             self.bus.forget(*id);
+            self.copies.lock().await.remove(id);
             self.store.remove(*id).await?;
+            if self.node.clustered() {
+                db::forget_lines(&self.pool, *id).await?;
+            }
         }
         Ok(())
     }
@@ -398,6 +682,8 @@ pub(crate) struct Run {
     lifecycle: Arc<Lifecycle>,
     /// The deployment as claimed (status updated as it moves).
     record: Deployment,
+    /// Which claim of it this run is: its writes hold only while the claim does.
+    attempt: i64,
     plan: Plan,
     stream: Arc<DeploymentStream>,
     /// Shared with the blocking task that appends: a cancelled pipeline drops its future,
@@ -448,6 +734,7 @@ impl Run {
         let count = lines.len();
         let bytes: usize = lines.iter().map(String::len).sum();
         let (log, stream) = (self.log.clone(), self.stream.clone());
+        let shared = self.lifecycle.node.clustered();
         let store_and_publish = move || {
             let mut writer = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut full = None;
@@ -465,11 +752,15 @@ impl Run {
                     full = Some(WriteError::LimitReached(limit));
                 }
             }
+            let mut copy = Vec::new();
             if !lines.is_empty() {
                 let written: Vec<LogLine> = writer.append_blocking(lines)?;
                 stream.publish_lines(&written);
+                if shared {
+                    copy = written;
+                }
             }
-            Ok::<_, WriteError>(full)
+            Ok::<_, WriteError>((full, copy))
         };
         // A build's lines come a few at a time: appending them to the page cache takes
         // microseconds, less than the blocking pool's hand-over (a thread woken, then this
@@ -482,9 +773,19 @@ impl Run {
                 .await
                 .map_err(std::io::Error::other)??
         };
+        let (full, copy) = outcome;
+        if let Some(first) = copy.first().map(|line| line.seq)
+            && let Err(e) = self.lifecycle.share_lines(self.record.id, &copy).await
+        {
+            // Another node wrote these seqs: this node lost its claim. Its copy of the
+            // log goes back to what the others have (and copies theirs later).
+            let mut writer = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            writer.truncate_blocking(first - 1)?;
+            return Err(e);
+        }
         self.lifecycle.metrics.lines(count);
         self.activity.touch();
-        match outcome {
+        match full {
             Some(full) => Err(full),
             None => Ok(()),
         }
@@ -555,7 +856,19 @@ impl Run {
         url: Option<&str>,
         public_url: Option<&str>,
     ) -> Result<()> {
-        db::set_app_container(&self.lifecycle.pool, self.record.app_id, container_id, url).await?;
+        let claim = db::Claim {
+            id: self.record.id,
+            node: &self.lifecycle.node.name,
+            attempt: self.attempt,
+        };
+        db::serve_from(
+            &self.lifecycle.pool,
+            self.record.app_id,
+            claim,
+            container_id,
+            url,
+        )
+        .await?;
         self.record(Artifacts {
             url: public_url,
             ..Artifacts::default()

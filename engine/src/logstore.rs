@@ -419,9 +419,38 @@ impl LogWriter {
         }
     }
 
+    /// Drops the lines after `keep` (a cluster node whose lines the others refused:
+    /// its copy must stay the same as theirs). On the calling thread.
+    pub fn truncate_blocking(&mut self, keep: Seq) -> io::Result<()> {
+        if keep >= self.last_seq {
+            return Ok(());
+        }
+        let end = if keep == 0 {
+            0
+        } else {
+            let mut rec = [0u8; 16];
+            self.idx.seek(SeekFrom::Start((keep - 1) * RECORD))?;
+            self.idx.read_exact(&mut rec)?;
+            decode(&rec).0
+        };
+        self.idx.set_len(keep * RECORD)?;
+        self.log.set_len(end)?;
+        self.end = end;
+        self.last_seq = keep;
+        Ok(())
+    }
+
     /// Appends on the calling thread: for the blocking pool only.
     pub fn append_blocking(&mut self, lines: Vec<String>) -> io::Result<Vec<LogLine>> {
-        let now = chrono::Utc::now();
+        self.append_at_blocking(lines, chrono::Utc::now())
+    }
+
+    /// Appends lines written at `now` (a copy of another node's lines keeps their time).
+    pub fn append_at_blocking(
+        &mut self,
+        lines: Vec<String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> io::Result<Vec<LogLine>> {
         let ms = now.timestamp_millis();
         let timestamp = crate::time::format(now);
         let mut bytes = Vec::new();
@@ -512,6 +541,26 @@ fn split_long(mut line: String, out: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn truncating_drops_the_last_lines_and_appending_goes_on_from_there() {
+        let dir = std::env::temp_dir().join(format!("slipway-truncate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = LogStore::new(&dir).expect("store");
+        let mut writer = store.writer_blocking(1).expect("writer");
+        writer
+            .append_blocking(vec!["a\n".into(), "b\n".into(), "c\n".into()])
+            .expect("append");
+        writer.truncate_blocking(1).expect("truncate");
+        let again = writer.append_blocking(vec!["x\n".into()]).expect("append");
+        assert_eq!(again[0].seq, 2);
+        drop(writer);
+        let lines = store.read_blocking(1, 1, 10).expect("read");
+        let text: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(text, ["a\n", "x\n"]);
+        assert_eq!(store.size_blocking(1).expect("size").0, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     use super::*;
 
     #[test]

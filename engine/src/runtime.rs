@@ -159,6 +159,11 @@ pub enum ContainerState {
 }
 
 pub trait Runtime: Send + Sync + 'static {
+    /// How long a container with no port must stay up to count as started.
+    fn settle_time(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(3)
+    }
+
     /// Builds the image, sending every chunk of output to `output` as it arrives.
     /// Returns the image id.
     fn build(
@@ -792,6 +797,19 @@ pub mod synthetic {
     #[derive(Default)]
     pub struct SyntheticRuntime {
         containers: std::sync::atomic::AtomicU64,
+        /// Containers settle at once (otherwise in the engine's usual 3 s).
+        instant: bool,
+    }
+
+    impl SyntheticRuntime {
+        /// One whose containers need no time to settle: `SLIPWAY_RUNTIME=synthetic`,
+        /// where only Slipway's own work is measured (the cluster's tests).
+        pub fn instant() -> SyntheticRuntime {
+            SyntheticRuntime {
+                instant: true,
+                ..SyntheticRuntime::default()
+            }
+        }
     }
 
     fn script_from_tar(tar_bytes: &[u8], path: &str) -> Result<Script, RuntimeError> {
@@ -819,6 +837,14 @@ pub mod synthetic {
     }
 
     impl Runtime for SyntheticRuntime {
+        fn settle_time(&self) -> std::time::Duration {
+            if self.instant {
+                std::time::Duration::ZERO
+            } else {
+                std::time::Duration::from_secs(3)
+            }
+        }
+
         fn build(
             &self,
             request: BuildRequest,

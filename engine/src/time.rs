@@ -25,6 +25,20 @@ pub fn after(wait: std::time::Duration) -> String {
         .map_or_else(|| format(DateTime::<Utc>::MAX_UTC), format)
 }
 
+/// The timestamp `wait` before timestamp `at` (`at` itself when it cannot be read).
+pub fn before(at: &str, wait: std::time::Duration) -> String {
+    DateTime::parse_from_rfc3339(at)
+        .ok()
+        .zip(chrono::Duration::from_std(wait).ok())
+        .and_then(|(at, wait)| at.with_timezone(&Utc).checked_sub_signed(wait))
+        .map_or_else(|| at.to_owned(), format)
+}
+
+/// Unix milliseconds of a timestamp of ours (0 when it cannot be read).
+pub fn millis_of(at: &str) -> i64 {
+    DateTime::parse_from_rfc3339(at).map_or(0, |at| at.timestamp_millis())
+}
+
 /// Milliseconds from now until a timestamp of ours (negative when it is past; 0 when it
 /// cannot be read).
 pub fn millis_until(at: &str) -> i64 {

@@ -35,8 +35,6 @@ const LIVENESS_FAILURES: u32 = 2;
 const OUTPUT_BUFFER: usize = 256;
 /// Most lines appended and published as one batch.
 const MAX_BATCH_LINES: usize = 1024;
-/// Without a port, a container counts as up once it has run this long.
-const SETTLE_TIME: Duration = Duration::from_secs(3);
 /// Container output shown when a container dies or never answers.
 const TAIL_LINES: usize = 20;
 /// Between health probes of a starting container; not a viewer-facing poll.
@@ -112,8 +110,17 @@ pub(crate) async fn run(cx: WorkerContext, n: usize) {
                 }
             }
         }
+        // In a cluster, a wake-up lost with a connection is made up for by looking
+        // again every few seconds; on one node every wake-up is in-process.
+        let fallback = cx.lifecycle.node().fallback_poll();
         tokio::select! {
             _ = &mut woken => {}
+            _ = async {
+                match fallback {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             _ = cx.shutdown.cancelled() => break,
         }
     }
@@ -152,6 +159,9 @@ enum Failure {
     /// `SLIPWAY_LOG_MAX_MB` reached.
     #[error("{0}")]
     LogFull(WriteError),
+    /// Another node took the deployment over (`WriteError::ClaimLost`).
+    #[error("{0}")]
+    Lost(WriteError),
     #[error(
         "timed out: the deployment ran longer than {} s (SLIPWAY_BUILD_TIMEOUT_SECS)",
         .0.as_secs()
@@ -211,6 +221,7 @@ impl From<WriteError> for Stop {
         match e {
             WriteError::Io(e) => e.into(),
             full @ WriteError::LimitReached(_) => Stop::Failed(Failure::LogFull(full)),
+            lost @ WriteError::ClaimLost(_) => Stop::Failed(Failure::Lost(lost)),
         }
     }
 }
@@ -565,12 +576,13 @@ impl Pipeline<'_> {
         let timeout = self.cx.settings.health_timeout;
         let deadline = Instant::now() + timeout;
         let Some(port) = host_port else {
+            let settle = runtime.settle_time();
             run.say(format!(
                 "No port configured: checking that the container stays up for {} s",
-                SETTLE_TIME.as_secs()
+                settle.as_secs()
             ))
             .await?;
-            tokio::time::sleep(SETTLE_TIME).await;
+            tokio::time::sleep(settle).await;
             return match runtime.state(container).await? {
                 ContainerState::Running => Ok(run.say("Container is running").await?),
                 other => Err(self.died(container, other).await.into()),
@@ -717,7 +729,9 @@ async fn pump(
         };
         match run.write(lines).await {
             Ok(()) => {}
-            Err(full @ WriteError::LimitReached(_)) => return Err(full.into()),
+            Err(end @ (WriteError::LimitReached(_) | WriteError::ClaimLost(_))) => {
+                return Err(end.into());
+            }
             Err(e) => {
                 failed = Some(Stop::from(e));
                 continue;

@@ -86,8 +86,6 @@ pub enum AppAction {
 /// How a notification is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
-#[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "snake_case"))]
 pub enum NotificationFormat {
     /// The deployment summary, the app's name and the monitor's URL, signed.
     #[default]

@@ -13,6 +13,8 @@
 
 pub mod ansi;
 mod feed;
+#[cfg(feature = "sqlx")]
+mod sql;
 mod status;
 pub mod validate;
 
@@ -245,6 +247,23 @@ pub struct Deployment {
     /// clone, no build.
     #[serde(default)]
     pub image_from: Option<DeploymentId>,
+    /// The node that runs (or ran) it, once claimed (PROTOCOL.md, "A cluster").
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// A node of the cluster, as `GET /api/nodes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// Where it serves the API (`SLIPWAY_ADDR`).
+    pub addr: String,
+    /// Its last heartbeat.
+    pub last_seen: String,
+    /// Heard from within `SLIPWAY_NODE_LEASE_SECS`.
+    pub alive: bool,
+    /// Deployments in flight on it.
+    pub running: u64,
 }
 
 impl Deployment {

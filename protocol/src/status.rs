@@ -7,8 +7,6 @@ use serde::{Deserialize, Serialize};
 /// follow it, and which plans run it ([`Plan::stages`]). Adding a stage touches this file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
-#[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "snake_case"))]
 pub enum Status {
     /// Created and waiting for a worker.
     Pending,

@@ -389,6 +389,14 @@ pub async fn end_sessions(
     })
 }
 
+/// `GET /api/nodes`: the nodes of the cluster (one on SQLite), with whether each is
+/// alive and what it runs.
+pub async fn nodes(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<protocol::NodeInfo>>, ApiError> {
+    Ok(Json(state.engine.nodes().await?))
+}
+
 /// `GET /api/tokens`: API tokens, never their secrets.
 pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
     Ok(Json(state.engine.auth().tokens().await?))

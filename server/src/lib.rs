@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
             "/notifications/{id}",
             axum::routing::delete(api::delete_notification),
         )
+        .route("/nodes", get(api::nodes))
         .route("/tokens", get(api::list_tokens).post(api::create_token))
         .route("/tokens/{id}", axum::routing::delete(api::revoke_token))
         .route("/account/password", post(api::change_password))
