@@ -52,7 +52,7 @@ const LINES: &str = "slipway_lines";
 const FEED: &str = "slipway_feed";
 
 impl Signal {
-    fn channel_and_payload(&self) -> (&'static str, String) {
+    pub(crate) fn channel_and_payload(&self) -> (&'static str, String) {
         match self {
             Signal::Queue => (QUEUE, String::new()),
             Signal::Cancel(id) => (CANCEL, id.to_string()),

@@ -1283,18 +1283,29 @@ pub(crate) async fn insert_lines(
     pool: &Pool,
     id: DeploymentId,
     lines: &[(Seq, i64, &str)],
+    notify: Option<(&str, &str)>,
 ) -> Result<()> {
     // Four parameters a line; PostgreSQL takes at most 65,535 in one statement.
-    for chunk in lines.chunks(4096) {
+    let chunks = lines.len().div_ceil(4096);
+    for (k, chunk) in lines.chunks(4096).enumerate() {
         count();
-        let mut sql =
-            String::from("INSERT INTO log_lines (deployment_id, seq, at_ms, line) VALUES ");
+        let mut sql = String::from(
+            "WITH stored AS (INSERT INTO log_lines (deployment_id, seq, at_ms, line) VALUES ",
+        );
         for n in 0..chunk.len() {
             let p = n * 4;
             if n > 0 {
                 sql.push_str(", ");
             }
             sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
+        }
+        sql.push_str(" RETURNING seq) SELECT COUNT(*) FROM stored");
+        // The last chunk announces them all, in the same statement (NOTIFY is sent at
+        // commit, and not at all if the insert is refused).
+        let notify = notify.filter(|_| k + 1 == chunks);
+        if notify.is_some() {
+            let p = chunk.len() * 4;
+            sql.push_str(&format!(", pg_notify(${}, ${})", p + 1, p + 2));
         }
         let mut query = sqlx::query(&sql);
         for (seq, at_ms, line) in chunk {
@@ -1303,6 +1314,9 @@ pub(crate) async fn insert_lines(
                 .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
                 .bind(*at_ms)
                 .bind(line.as_bytes().to_vec());
+        }
+        if let Some((channel, payload)) = notify {
+            query = query.bind(channel).bind(payload);
         }
         query.execute(pool).await?;
     }

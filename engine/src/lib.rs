@@ -907,12 +907,24 @@ async fn cluster_duties(
                     tracing::warn!(error = %e, "could not end the deployments of lost nodes");
                 }
             }
-            Some(signal) = incoming.recv() => {
-                lifecycle.signal(&signal).await;
-                if signal == cluster::Signal::Auth
-                    && let Err(e) = auth.reload().await
-                {
-                    tracing::warn!(error = %e, "could not reload sessions and tokens");
+            Some(first) = incoming.recv() => {
+                // Everything said meanwhile, in order; a copy of a log takes every line
+                // stored so far, so later notices of the same log's lines add nothing.
+                let mut signals = vec![first];
+                while let Ok(next) = incoming.try_recv() {
+                    let repeated = matches!(next, cluster::Signal::Lines { .. })
+                        && signals.contains(&next);
+                    if !repeated {
+                        signals.push(next);
+                    }
+                }
+                for signal in signals {
+                    lifecycle.signal(&signal).await;
+                    if signal == cluster::Signal::Auth
+                        && let Err(e) = auth.reload().await
+                    {
+                        tracing::warn!(error = %e, "could not reload sessions and tokens");
+                    }
                 }
             }
         }

@@ -151,15 +151,17 @@ impl Lifecycle {
             .iter()
             .map(|l| (l.seq, at_ms, l.line.as_str()))
             .collect();
-        if let Err(e) = db::insert_lines(&self.pool, id, &rows).await {
-            return Err(WriteError::ClaimLost(e.to_string()));
-        }
-        let signal = Signal::Lines {
+        // Stored and announced in one statement: one round trip, and no announcement
+        // of lines that were refused.
+        let (channel, payload) = Signal::Lines {
             id,
             by: self.node.name.clone(),
-        };
-        self.node.announce(&self.pool, signal).await;
-        Ok(())
+        }
+        .channel_and_payload();
+        match db::insert_lines(&self.pool, id, &rows, Some((channel, &payload))).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(WriteError::ClaimLost(e.to_string())),
+        }
     }
 
     /// Copies into this node's log store the lines of deployment `id` that other nodes
@@ -249,21 +251,34 @@ impl Lifecycle {
     pub(crate) async fn signal(&self, signal: &Signal) {
         match signal {
             Signal::Status { id, by } if *by != self.node.name => {
-                // Viewers here of a deployment another node moved: its new status.
-                if let Lookup::Live(stream) = self.bus.get(*id) {
-                    match db::deployment(&self.pool, *id).await {
-                        Ok(record) if record.api.status.is_terminal() => {
-                            // Its last lines first (committed before its end).
-                            if let Err(e) = self.copy_lines(*id).await {
-                                tracing::warn!(deployment.id = id, error = %e, "could not copy another node's log lines");
-                            }
-                            self.copies.lock().await.remove(id);
+                // Another node moved a deployment: viewers here get its new status, and
+                // at its end this node's copy of its log is complete and closed.
+                let live = match self.bus.get(*id) {
+                    Lookup::Live(stream) => Some(stream),
+                    _ => None,
+                };
+                let copying = self.copies.lock().await.contains_key(id);
+                if live.is_none() && !copying {
+                    return;
+                }
+                match db::deployment(&self.pool, *id).await {
+                    Ok(record) if record.api.status.is_terminal() => {
+                        // Its last lines first (committed before its end).
+                        if let Err(e) = self.copy_lines(*id).await {
+                            tracing::warn!(deployment.id = id, error = %e, "could not copy another node's log lines");
+                        }
+                        self.copies.lock().await.remove(id);
+                        if live.is_some() {
                             self.bus.finish(record.api.status_data());
                         }
-                        Ok(record) => stream.publish_status(record.api.status_data()),
-                        Err(e) => {
-                            tracing::warn!(deployment.id = id, error = %e, "could not read a status another node committed");
+                    }
+                    Ok(record) => {
+                        if let Some(stream) = live {
+                            stream.publish_status(record.api.status_data());
                         }
+                    }
+                    Err(e) => {
+                        tracing::warn!(deployment.id = id, error = %e, "could not read a status another node committed");
                     }
                 }
             }
@@ -305,15 +320,14 @@ impl Lifecycle {
             let next = db::last_line(&self.pool, id).await? + 1;
             let line = format!("[slipway] Deployment failed during {stage}: {reason}\n");
             let now = crate::time::millis_of(&crate::time::now());
-            if db::insert_lines(&self.pool, id, &[(next, now, &line)])
+            let by = self.node.name.clone();
+            let (channel, payload) = Signal::Lines { id, by }.channel_and_payload();
+            let rows = [(next, now, line.as_str())];
+            if db::insert_lines(&self.pool, id, &rows, Some((channel, &payload)))
                 .await
                 .is_ok()
             {
                 self.copy_lines(id).await?;
-                let by = self.node.name.clone();
-                self.node
-                    .announce(&self.pool, Signal::Lines { id, by })
-                    .await;
             }
             match self.fail(id, stage, reason).await {
                 Ok(_) => {
@@ -430,6 +444,7 @@ impl Lifecycle {
                         plan,
                         stream,
                         log: Arc::new(Mutex::new(log)),
+                        sharer: Arc::new(Sharer::default()),
                         token,
                         activity: Arc::new(Activity::new()),
                         entered: Instant::now(),
@@ -689,11 +704,58 @@ pub(crate) struct Run {
     /// Shared with the blocking task that appends: a cancelled pipeline drops its future,
     /// never the writer.
     log: Arc<Mutex<LogWriter>>,
+    /// In a cluster: the lines written here and not yet stored for the other nodes.
+    sharer: Arc<Sharer>,
     token: CancellationToken,
     activity: Arc<Activity>,
     /// When the current stage began, for the stage durations of `/metrics`.
     entered: Instant,
     ended: bool,
+}
+
+/// Stores a run's lines for the other nodes off the run's own path: the run appends
+/// and publishes locally, hands the lines here and goes on; one flush at a time takes
+/// everything handed over so far (so a burst becomes one INSERT) and stores it. A
+/// refusal (another node took the deployment over) is kept for the run to see.
+#[derive(Default)]
+pub(crate) struct Sharer {
+    pending: Mutex<Vec<LogLine>>,
+    /// Held by the flush in progress: flushes store in seq order.
+    flushing: tokio::sync::Mutex<()>,
+    /// Why the other nodes refused lines: the first seq refused, and the error.
+    refused: Mutex<Option<(Seq, String)>>,
+}
+
+impl Sharer {
+    fn push(&self, lines: Vec<LogLine>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(lines);
+    }
+
+    fn refused(&self) -> Option<(Seq, String)> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stores whatever was handed over and not stored yet (waiting for a flush in
+    /// progress first).
+    async fn flush(&self, lifecycle: &Lifecycle, id: DeploymentId) {
+        let _one = self.flushing.lock().await;
+        let lines = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let Some(first) = lines.first().map(|l| l.seq) else {
+            return;
+        };
+        if self.refused().is_some() {
+            return;
+        }
+        if let Err(WriteError::ClaimLost(e)) = lifecycle.share_lines(id, &lines).await {
+            *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some((first, e));
+        }
+    }
 }
 
 impl Run {
@@ -774,20 +836,38 @@ impl Run {
                 .map_err(std::io::Error::other)??
         };
         let (full, copy) = outcome;
-        if let Some(first) = copy.first().map(|line| line.seq)
-            && let Err(e) = self.lifecycle.share_lines(self.record.id, &copy).await
-        {
-            // Another node wrote these seqs: this node lost its claim. Its copy of the
-            // log goes back to what the others have (and copies theirs later).
-            let mut writer = self.log.lock().unwrap_or_else(|p| p.into_inner());
-            writer.truncate_blocking(first - 1)?;
-            return Err(e);
+        if !copy.is_empty() {
+            self.sharer.push(copy);
+            let (sharer, lifecycle, id) =
+                (self.sharer.clone(), self.lifecycle.clone(), self.record.id);
+            tokio::spawn(async move { sharer.flush(&lifecycle, id).await });
         }
+        self.check_claim()?;
         self.lifecycle.metrics.lines(count);
         self.activity.touch();
         match full {
             Some(full) => Err(full),
             None => Ok(()),
+        }
+    }
+
+    /// In a cluster: fails once another node refused this run's lines (it took the
+    /// deployment over while this node was unheard). This node's copy of the log then
+    /// goes back to what the others have (and copies theirs later).
+    fn check_claim(&self) -> Result<(), WriteError> {
+        let Some((first, reason)) = self.sharer.refused() else {
+            return Ok(());
+        };
+        let mut writer = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        writer.truncate_blocking(first - 1)?;
+        Err(WriteError::ClaimLost(reason))
+    }
+
+    /// Every line written so far is stored for the other nodes: called before a status
+    /// change, so that other nodes' viewers get the lines before the status.
+    async fn shared(&self) {
+        if self.lifecycle.node.clustered() {
+            self.sharer.flush(&self.lifecycle, self.record.id).await;
         }
     }
 
@@ -812,6 +892,7 @@ impl Run {
             return Err(Conflict::Transition { id, from, to: next }.into());
         }
         self.stage_ended();
+        self.shared().await;
         self.record = self
             .lifecycle
             .commit(id, from, next, Change::default())
@@ -888,6 +969,7 @@ impl Run {
             .into());
         }
         self.stage_ended();
+        self.shared().await;
         self.record = self
             .lifecycle
             .commit(id, from, Status::Success, Change::default())
@@ -909,6 +991,7 @@ impl Run {
             tracing::warn!(deployment.id = self.record.id, error = %e, "could not log the end of the deployment");
         }
         self.stage_ended();
+        self.shared().await;
         let record = match ending {
             Ending::Failed(reason) => self.lifecycle.fail(self.record.id, stage, reason).await?,
             Ending::Cancelled => {

@@ -424,6 +424,42 @@ async fn a_frozen_node_that_comes_back_changes_nothing() {
     cluster.stop().await;
 }
 
+/// A node that restarts (even after `kill -9`) ends only its own interrupted
+/// deployments: another node's build goes on untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_a_node_leaves_the_others_deployments_alone() {
+    let mut cluster = Cluster::start("cluster-restart", 3, 10).await;
+    let app = cluster.app(0, "held", "lines 5\nhold\n").await;
+    let id = cluster.queue(0, app).await;
+    let running = cluster
+        .wait_for(0, id, Duration::from_secs(30), &|s| s == "building")
+        .await;
+    let runner: usize = running["node"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("node-")
+        .parse()
+        .unwrap();
+    let other = (runner + 1) % 3;
+    let addr = cluster.nodes[other].addr;
+    cluster.nodes[other].child.kill().unwrap();
+    cluster.nodes[other].child.wait().unwrap();
+    let vars = [
+        ("DATABASE_URL", cluster._postgres.url.clone()),
+        ("SLIPWAY_RUNTIME", "synthetic".to_owned()),
+        ("SLIPWAY_NODE_NAME", format!("node-{other}")),
+        ("SLIPWAY_NODE_LEASE_SECS", "10".to_owned()),
+    ];
+    let data = cluster.dir.join(format!("node-{other}"));
+    cluster.nodes[other] = Binary::start(&data, addr, &vars).await;
+    // Started and reconciled: it answers. The other node's build is still running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = cluster.deployment(other, id).await;
+    assert_eq!(after["status"], "building", "{after}");
+    assert_eq!(after["node"], running["node"], "{after}");
+    cluster.stop().await;
+}
+
 /// Cancel on one node reaches the node that runs the deployment; a token revoked on one
 /// node is refused by the others within a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
