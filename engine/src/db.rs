@@ -1094,23 +1094,39 @@ pub(crate) struct Artifacts<'a> {
     pub url: Option<&'a str>,
 }
 
+/// Records what run `claim` produced, if its claim still holds (`Conflict::Moved`
+/// otherwise: another node ended the deployment while this one was unheard).
 pub(crate) async fn record_artifacts(
     pool: &Pool,
-    id: DeploymentId,
+    claim: Claim<'_>,
     artifacts: Artifacts<'_>,
 ) -> Result<()> {
     count();
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE deployments SET commit_sha = COALESCE($1, commit_sha), image = COALESCE($2, image), \
-         container_id = COALESCE($3, container_id), url = COALESCE($4, url) WHERE id = $5",
+         container_id = COALESCE($3, container_id), url = COALESCE($4, url) \
+         WHERE id = $5 AND node = $6 AND attempt = $7 AND status IN ($8, $9, $10)",
     )
     .bind(artifacts.commit)
     .bind(artifacts.image)
     .bind(artifacts.container_id)
     .bind(artifacts.url)
-    .bind(id)
+    .bind(claim.id)
+    .bind(claim.node)
+    .bind(claim.attempt)
+    .bind(Status::Cloning)
+    .bind(Status::Building)
+    .bind(Status::Deploying)
     .execute(pool)
     .await?;
+    if done.rows_affected() == 0 {
+        let now = deployment(pool, claim.id).await?.api.status;
+        return Err(Conflict::Moved {
+            id: claim.id,
+            expected: now,
+        }
+        .into());
+    }
     Ok(())
 }
 

@@ -851,6 +851,15 @@ impl Run {
         }
     }
 
+    /// This run's claim, which its writes name.
+    fn claim(&self) -> db::Claim<'_> {
+        db::Claim {
+            id: self.record.id,
+            node: &self.lifecycle.node.name,
+            attempt: self.attempt,
+        }
+    }
+
     /// In a cluster: fails once another node refused this run's lines (it took the
     /// deployment over while this node was unheard). This node's copy of the log then
     /// goes back to what the others have (and copies theirs later).
@@ -926,7 +935,7 @@ impl Run {
         if let Some(image) = artifacts.image {
             self.record.image = Some(image.to_owned());
         }
-        db::record_artifacts(&self.lifecycle.pool, self.record.id, artifacts).await
+        db::record_artifacts(&self.lifecycle.pool, self.claim(), artifacts).await
     }
 
     /// The new container is healthy and serves the app from now on: `url` is where it
@@ -937,11 +946,7 @@ impl Run {
         url: Option<&str>,
         public_url: Option<&str>,
     ) -> Result<()> {
-        let claim = db::Claim {
-            id: self.record.id,
-            node: &self.lifecycle.node.name,
-            attempt: self.attempt,
-        };
+        let claim = self.claim();
         db::serve_from(
             &self.lifecycle.pool,
             self.record.app_id,
