@@ -373,6 +373,12 @@ pub async fn revoke_token(id: i64) -> Result<(), AppError> {
     Ok(ssr::engine()?.auth().revoke_token(id).await?)
 }
 
+/// The nodes of the cluster (one on SQLite).
+#[server]
+pub async fn list_nodes() -> Result<Vec<protocol::NodeInfo>, AppError> {
+    Ok(ssr::engine()?.nodes().await?)
+}
+
 #[cfg(feature = "ssr")]
 mod ssr {
     use super::AppError;

@@ -71,6 +71,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/settings/tokens") view=pages::account::TokensPage ssr=SsrMode::Async />
                     <Route path=path!("/settings/notifications") view=pages::notifications::NotificationsPage ssr=SsrMode::Async />
                     <Route path=path!("/settings/account") view=pages::account::AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("/settings/nodes") view=pages::nodes::NodesPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -28,6 +28,7 @@ test("every control on every page has an accessible name; nothing overflows at p
     ["runtime-logs", `/apps/${done.app_id}/logs`],
     ["notifications", "/settings/notifications"],
     ["account", "/settings/account"],
+    ["nodes", "/settings/nodes"],
   ];
 
   // Every request goes to Slipway itself: no CDN, no font or script from elsewhere.

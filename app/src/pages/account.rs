@@ -236,6 +236,7 @@ pub fn AccountMenu() -> impl IntoView {
                         <a href="/settings/account" class="text-sky-300 hover:underline">"Account"</a>
                         <a href="/settings/tokens" class="text-sky-300 hover:underline">"API tokens"</a>
                         <a href="/settings/notifications" class="text-sky-300 hover:underline">"Notifications"</a>
+                        <a href="/settings/nodes" class="text-sky-300 hover:underline">"Nodes"</a>
                         <form method="post" action="/auth/logout">
                             <button type="submit" class="rounded border border-slate-700 px-2 py-1 text-slate-200 hover:bg-slate-800">
                                 "Sign out"

@@ -6,6 +6,7 @@ pub mod app_logs;
 pub mod apps;
 pub mod deployment;
 pub mod log_view;
+pub mod nodes;
 pub mod notifications;
 
 use leptos::prelude::*;
