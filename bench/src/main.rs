@@ -29,6 +29,7 @@
 //! `make bench` runs it (release build, open-file limit raised). It is not part of `make
 //! test`: these machines are shared, and figures are not pass/fail.
 
+mod cluster;
 mod edge;
 mod feed;
 
@@ -47,7 +48,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "idle",
     "latency",
     "throughput",
@@ -57,6 +58,7 @@ const SECTIONS: [&str; 9] = [
     "docker",
     "edge",
     "feed",
+    "cluster",
 ];
 
 fn main() -> Result<()> {
@@ -518,6 +520,10 @@ async fn bench(quick: bool, sections: &[&str]) -> Result<()> {
     if sections.contains(&"feed") {
         println!("feed: 1,000 viewers of /api/events, app changes from 4 clients");
         feed::run(&bench.dir.join("feed"), &mut bench.report, quick).await?;
+    }
+    if sections.contains(&"cluster") {
+        println!("cluster: three nodes on one PostgreSQL 15, the synthetic runtime");
+        cluster::run(&bench.dir.join("cluster"), &mut bench.report, quick).await?;
     }
     println!(
         "\n{} s in all\n| measure | result | target |\n| --- | --- | --- |",
