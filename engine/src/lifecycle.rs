@@ -488,14 +488,12 @@ impl Lifecycle {
             self.publish_event(&event).await;
         }
         let data = record.api.status_data();
-        // Stages, not progress inside one: NOTIFY serialises commits.
-        if to != from {
-            let signal = Signal::Status {
-                id,
-                by: self.node.name.clone(),
-            };
-            self.node.announce(&self.pool, signal).await;
-        }
+        // Progress inside a stage too: other nodes' viewers see what this node's see.
+        let signal = Signal::Status {
+            id,
+            by: self.node.name.clone(),
+        };
+        self.node.announce(&self.pool, signal).await;
         if to.is_terminal() {
             self.metrics.ended(to);
             self.notify.notify_one();
@@ -913,6 +911,8 @@ impl Run {
 
     /// Raises progress inside the current stage, never past the next stage's value.
     pub(crate) async fn progress(&mut self, progress: u8) -> Result<()> {
+        // The step line that raised it reaches other nodes first.
+        self.shared().await;
         let status = self.record.status;
         let change = Change {
             progress: Some(progress.min(status.progress_ceiling())),
