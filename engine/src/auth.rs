@@ -582,6 +582,62 @@ impl Auth {
         })
     }
 
+    /// In a cluster: a session another node started a moment ago, before this node read
+    /// the sessions again, is looked up now (by its hash), so that a load balancer may
+    /// send the very next request anywhere. Nothing to do on one node or for a session
+    /// already known.
+    pub async fn learn_session(&self, secret: &str) {
+        let key = digest(secret);
+        if self.node.is_none() || self.read().sessions.contains_key(&key) {
+            return;
+        }
+        count();
+        let found: Option<(String, i64)> = sqlx::query_as(
+            "SELECT u.username, s.expires_ms FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.hash = $1",
+        )
+        .bind(hex::encode(key))
+        .fetch_optional(&self.pool)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not look up a session");
+            None
+        });
+        if let Some((username, expires_ms)) = found {
+            self.write().sessions.insert(
+                key,
+                SessionEntry {
+                    username,
+                    expires_ms,
+                },
+            );
+        }
+    }
+
+    /// In a cluster: a token another node created a moment ago, looked up now (see
+    /// [`Auth::learn_session`]).
+    pub async fn learn_token(&self, token: &str) {
+        let key = digest(token);
+        if self.node.is_none()
+            || self.admin_token == Some(key)
+            || self.read().tokens.contains_key(&key)
+        {
+            return;
+        }
+        count();
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE hash = $1")
+            .bind(hex::encode(key))
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not look up a token");
+                None
+            });
+        if let Some(id) = found {
+            self.write().tokens.insert(key, id);
+        }
+    }
+
     /// The holder of a bearer token: `SLIPWAY_ADMIN_TOKEN` or a token created here.
     pub fn bearer(&self, token: &str) -> Option<Principal> {
         let key = digest(token);

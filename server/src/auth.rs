@@ -145,14 +145,16 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(value: &axum::http::HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 pub fn access(state: &AppState, method: &Method, headers: &HeaderMap) -> Access {
     let auth = state.engine.auth();
     if let Some(value) = headers.get(AUTHORIZATION) {
-        let token = value.to_str().ok().and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-        return match token.and_then(|t| auth.bearer(t)) {
+        return match bearer_token(value).and_then(|t| auth.bearer(t)) {
             Some(principal) => Access::Granted(principal),
             None => Access::Refused(ApiError::new(
                 ErrorCode::Unauthorized,
@@ -189,6 +191,13 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
             return see_other("/login");
         }
         return next.run(request).await;
+    }
+    // In a cluster, a session or token another node created a moment ago.
+    let auth = state.engine.auth();
+    if let Some(token) = request.headers().get(AUTHORIZATION).and_then(bearer_token) {
+        auth.learn_token(token).await;
+    } else if let Some(secret) = cookie(request.headers(), SESSION_COOKIE) {
+        auth.learn_session(&secret).await;
     }
     let access = access(&state, request.method(), request.headers());
     let app_logs = path
