@@ -3,7 +3,9 @@
 //! - [`config`]: the typed configuration read from `SLIPWAY_*` variables.
 //! - `lifecycle`: the one owner of a deployment's life: queue, claim, stages, progress,
 //!   end; every change committed to the database and then published on its stream.
-//! - `db`: SQLite schema and queries; private: only the engine reaches the database.
+//! - `db`: schema and queries, on SQLite (one node) or PostgreSQL (a cluster) through
+//!   sqlx's `Any` driver; private: only the engine reaches the database.
+//! - `cluster`: this node among the others: heartbeats, leases, LISTEN/NOTIFY signals.
 //! - [`logstore`]: the append-only log of each deployment with its offset index.
 //! - [`auth`]: the admin account (and its one-time setup code), sessions and API tokens.
 //! - [`throttle`]: limits on password checks: a few at once, backoff per address and user.
