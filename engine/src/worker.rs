@@ -283,6 +283,13 @@ async fn run_deployment(cx: &WorkerContext, mut run: Run) {
             tracing::error!(deployment.id = id, error = %e, "deployment could not be recorded");
             return;
         }
+        Err(Stop::Failed(Failure::Lost(lost))) => {
+            // Another node ended this deployment while this one was unheard (it froze):
+            // the deployment is theirs to record; this run only cleans up after itself.
+            pipeline.remove_new_container(id).await;
+            tracing::warn!(deployment.id = id, error = %lost, "another node took this deployment over; this node's run stopped and recorded nothing");
+            return;
+        }
         Err(Stop::Failed(failure)) => Some(Ending::Failed(failure.to_string())),
         Err(Stop::Cancelled) => Some(Ending::Cancelled),
     };
