@@ -46,10 +46,7 @@ impl Dialect {
     }
 
     pub(crate) fn of(pool: &Pool) -> Dialect {
-        match pool.connect_options().database_url.scheme() {
-            "postgres" | "postgresql" => Dialect::Postgres,
-            _ => Dialect::Sqlite,
-        }
+        Dialect::of_url(pool.connect_options().database_url.as_str())
     }
 
     /// Seconds from timestamp `from` to `to` (RFC 3339 text), to the millisecond.

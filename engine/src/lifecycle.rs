@@ -725,11 +725,13 @@ pub(crate) struct Sharer {
 }
 
 impl Sharer {
-    fn push(&self, lines: Vec<LogLine>) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(lines);
+    /// Hands lines over; true when nothing was waiting, so no flush is due yet that
+    /// would take them (the caller schedules one). Every flush takes all that waits.
+    fn push(&self, lines: Vec<LogLine>) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let due = pending.is_empty();
+        pending.extend(lines);
+        due
     }
 
     fn refused(&self) -> Option<(Seq, String)> {
@@ -834,8 +836,7 @@ impl Run {
                 .map_err(std::io::Error::other)??
         };
         let (full, copy) = outcome;
-        if !copy.is_empty() {
-            self.sharer.push(copy);
+        if !copy.is_empty() && self.sharer.push(copy) {
             let (sharer, lifecycle, id) =
                 (self.sharer.clone(), self.lifecycle.clone(), self.record.id);
             tokio::spawn(async move { sharer.flush(&lifecycle, id).await });

@@ -395,23 +395,11 @@ async fn a_frozen_node_that_comes_back_changes_nothing() {
     let frozen = running["node"].as_str().unwrap().to_owned();
     let pid = cluster.nodes[runner].child.id().to_string();
     let other = (runner + 1) % 3;
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal("-STOP", &pid);
     let ended = cluster
         .wait_for(other, id, Duration::from_secs(2 + 5 + 5), &terminal)
         .await;
-    assert!(
-        Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal("-CONT", &pid);
     assert_eq!(ended["status"], "failed", "{ended}");
     // Back: its worker writes again and is refused; nothing it does shows anywhere.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -570,6 +558,12 @@ async fn the_feed_is_one_ordered_stream_on_every_node() {
     let event: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(event["id"].as_u64(), Some(middle + 1), "{event}");
     cluster.stop().await;
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(sig: &str, pid: &str) {
+    let sent = Command::new("kill").args([sig, pid]).status().unwrap();
+    assert!(sent.success(), "kill {sig} {pid}");
 }
 
 /// Whether `check` holds within a second.
