@@ -2,6 +2,8 @@
 //! an HTTP client (reqwest), a real WebSocket client, and git repositories made on the spot.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod edge;
+
 use engine::{Config, Engine};
 use futures_util::StreamExt;
 use protocol::Event;
