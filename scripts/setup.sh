@@ -21,6 +21,8 @@ command -v pebble >/dev/null || apt_missing+=(pebble)
 command -v openssl >/dev/null || apt_missing+=(openssl)
 # The cluster's tests and benchmark start their own throwaway PostgreSQL 15.
 [ -x /usr/lib/postgresql/15/bin/postgres ] || apt_missing+=(postgresql-15)
+# The Swarm runtime's tests push images to a local registry (scripts/swarm.sh).
+command -v docker-registry >/dev/null || apt_missing+=(docker-registry)
 command -v python3 >/dev/null || apt_missing+=(python3 python3-pip)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_missing[*]}"

@@ -247,19 +247,22 @@ impl AppLogs {
     }
 
     /// From now on the app's log follows `container`; `note` (a line of Slipway's) marks
-    /// the switch. Following the same container again changes nothing.
+    /// the switch. Following the same container again only adds the note.
     pub(crate) async fn follow(&self, app: AppId, container: &str, note: Option<String>) {
         let token = {
             let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+            // Followed already (a Swarm service keeps its name across deployments): only
+            // the note is new.
             if followers.get(&app).is_some_and(|(c, _)| c == container) {
-                return;
+                None
+            } else {
+                if let Some((_, old)) = followers.remove(&app) {
+                    old.cancel();
+                }
+                let token = self.shutdown.child_token();
+                followers.insert(app, (container.to_owned(), token.clone()));
+                Some(token)
             }
-            if let Some((_, old)) = followers.remove(&app) {
-                old.cancel();
-            }
-            let token = self.shutdown.child_token();
-            followers.insert(app, (container.to_owned(), token.clone()));
-            token
         };
         let log = match self.log(app).await {
             Ok(log) => log,
@@ -279,6 +282,7 @@ impl AppLogs {
                 tracing::warn!(app.id = app, error = %e, "could not write to the runtime log");
             }
         }
+        let Some(token) = token else { return };
         let follower = follow(
             log,
             self.runtime.clone(),

@@ -170,11 +170,17 @@ pub struct Config {
     #[arg(long = "node-lease-secs", env = "SLIPWAY_NODE_LEASE_SECS",
           value_name = "SLIPWAY_NODE_LEASE_SECS", default_value = "10", value_parser = secs(3600))]
     pub node_lease: Duration,
-    /// Where apps run: `docker` (one engine, the default) or `synthetic` (builds and runs
-    /// nothing, for the tests and benchmarks of everything around the runtime).
+    /// Where apps run: `docker` (one engine, the default), `swarm` (services of the Docker
+    /// Swarm this engine manages) or `synthetic` (builds and runs nothing, for the tests
+    /// and benchmarks of everything around the runtime).
     #[arg(long = "runtime", env = "SLIPWAY_RUNTIME", value_name = "SLIPWAY_RUNTIME",
           default_value = "docker", value_parser = runtime_kind)]
     pub runtime: RuntimeKind,
+    /// With `SLIPWAY_RUNTIME=swarm`: the registry images are pushed to, which every node
+    /// of the swarm pulls from (`scripts/swarm.sh up` serves one on 127.0.0.1:5000).
+    #[arg(long, env = "SLIPWAY_REGISTRY", value_name = "SLIPWAY_REGISTRY",
+          default_value = "127.0.0.1:5000", value_parser = registry)]
+    pub registry: String,
     /// The Caddy binary of the edge (2.7 or later).
     #[arg(
         long,
@@ -203,6 +209,7 @@ pub enum Tls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeKind {
     Docker,
+    Swarm,
     Synthetic,
 }
 
@@ -407,8 +414,28 @@ fn node_name(text: &str) -> Result<String, String> {
 fn runtime_kind(text: &str) -> Result<RuntimeKind, String> {
     match text.to_ascii_lowercase().as_str() {
         "docker" => Ok(RuntimeKind::Docker),
+        "swarm" => Ok(RuntimeKind::Swarm),
         "synthetic" => Ok(RuntimeKind::Synthetic),
-        _ => Err("must be docker or synthetic".into()),
+        _ => Err("must be docker, swarm or synthetic".into()),
+    }
+}
+
+/// `SLIPWAY_REGISTRY`: `host[:port]`, as image references name a registry.
+fn registry(text: &str) -> Result<String, String> {
+    let text = text.trim().trim_end_matches('/');
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok {
+        Ok(text.to_owned())
+    } else {
+        Err("must be a registry's host[:port], e.g. 127.0.0.1:5000".into())
     }
 }
 
@@ -483,6 +510,19 @@ mod tests {
         assert!(c.clustered());
         assert_eq!(c.node_name(), "node-b");
         assert_eq!(c.runtime, RuntimeKind::Synthetic);
+        assert_eq!(c.registry, "127.0.0.1:5000");
+        let c = config(&[
+            ("SLIPWAY_RUNTIME", "Swarm"),
+            ("SLIPWAY_REGISTRY", "registry.internal:5000/"),
+        ])?;
+        assert_eq!(c.runtime, RuntimeKind::Swarm);
+        assert_eq!(c.registry, "registry.internal:5000");
+        for bad in ["", "http://r:5000", "r:0", "r:x", "a b"] {
+            let Err(e) = config(&[("SLIPWAY_REGISTRY", bad)]) else {
+                panic!("{bad:?} accepted");
+            };
+            assert!(e.to_string().contains("SLIPWAY_REGISTRY"), "{e}");
+        }
         let c = config(&[
             ("SLIPWAY_PUBLIC_URL", "HTTPS://Deploy.Example.com:8443/"),
             ("SLIPWAY_ALLOW_LOCAL_REPOS", "1"),

@@ -61,6 +61,9 @@ pub struct EdgeSettings {
     pub acme_ca_root: Option<PathBuf>,
     pub apps_domain: String,
     pub drain: Duration,
+    /// Caddy runs in a container (a Swarm service) whose ports are published on the
+    /// host: it listens on every address of its own network namespace.
+    pub in_container: bool,
 }
 
 impl EdgeSettings {
@@ -80,7 +83,17 @@ impl EdgeSettings {
             acme_ca_root: config.acme_ca_root.clone(),
             apps_domain: config.apps_domain.clone(),
             drain: config.drain,
+            in_container: false,
         })
+    }
+
+    /// What Caddy listens on for `addr`.
+    fn listen(&self, addr: SocketAddr) -> String {
+        if self.in_container {
+            format!(":{}", addr.port())
+        } else {
+            addr.to_string()
+        }
     }
 
     fn socket(&self) -> PathBuf {
@@ -113,7 +126,8 @@ impl EdgeSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub hosts: Vec<String>,
-    pub upstream: Option<SocketAddr>,
+    /// Caddy's dial address: `127.0.0.1:PORT` for a container, `SERVICE:PORT` on Swarm.
+    pub upstream: Option<String>,
 }
 
 pub struct Edge {
@@ -198,6 +212,65 @@ impl Edge {
         Ok(edge)
     }
 
+    /// Runs Caddy as a Swarm service on this node (`SLIPWAY_RUNTIME=swarm`), on the
+    /// overlay network where it reaches apps by service name; Swarm restarts it when it
+    /// exits, from the configuration file Slipway keeps current. It keeps serving while
+    /// Slipway restarts: the next start takes it over. Returns once it answers.
+    pub async fn start_on_swarm(
+        mut settings: EdgeSettings,
+        routes: BTreeMap<AppId, Route>,
+        swarm: &crate::swarm::SwarmRuntime,
+    ) -> Result<Arc<Edge>, EdgeError> {
+        settings.in_container = true;
+        let start_error = |detail: String| EdgeError::Start {
+            caddy: settings.caddy.display().to_string(),
+            detail,
+        };
+        create_private_dir(&settings.dir).map_err(|e| start_error(e.to_string()))?;
+        write_config(&settings, &routes)
+            .await
+            .map_err(|e| start_error(e.to_string()))?;
+        let socket = settings.socket();
+        let answers = || admin(&socket, hyper::Method::GET, "/config/admin", None);
+        if answers().await.is_err() {
+            // Left by a Caddy that did not stop cleanly: the new one must create it.
+            let _ = std::fs::remove_file(&socket);
+        }
+        let mut ports = vec![settings.http.port()];
+        ports.extend(settings.https.map(|a| a.port()));
+        swarm
+            .run_edge(
+                &settings.caddy,
+                &settings.dir,
+                &settings.config_file(),
+                &ports,
+            )
+            .await
+            .map_err(|e| start_error(e.to_string()))?;
+        // Its image may be pulled and its task scheduled first.
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT * 4;
+        while answers().await.is_err() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(start_error(format!(
+                    "its admin socket {} did not answer within {} s (docker service ps slipway-…-edge)",
+                    socket.display(),
+                    (START_TIMEOUT * 4).as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, started) = watch::channel(1);
+        let edge = Arc::new(Edge {
+            settings,
+            routes: Mutex::new(routes.clone()),
+            started,
+        });
+        // A running edge kept the table of the previous start: load the current one.
+        edge.push(&routes).await?;
+        tracing::info!(http = %edge.settings.http, https = ?edge.settings.https, "the edge (Caddy, a Swarm service) is serving");
+        Ok(edge)
+    }
+
     pub fn settings(&self) -> &EdgeSettings {
         &self.settings
     }
@@ -261,7 +334,7 @@ impl Edge {
 
     /// Requests the edge is sending to `upstream` right now (Caddy counts them per
     /// upstream); `None` when it cannot say.
-    pub async fn in_flight(&self, upstream: SocketAddr) -> Option<u64> {
+    pub async fn in_flight(&self, upstream: &str) -> Option<u64> {
         let (status, body) = admin(
             &self.settings.socket(),
             hyper::Method::GET,
@@ -274,11 +347,10 @@ impl Edge {
             return None;
         }
         let upstreams: Vec<Value> = serde_json::from_str(&body).ok()?;
-        let address = upstream.to_string();
         Some(
             upstreams
                 .iter()
-                .filter(|u| u["address"].as_str() == Some(address.as_str()))
+                .filter(|u| u["address"].as_str() == Some(upstream))
                 .filter_map(|u| u["num_requests"].as_u64())
                 .sum(),
         )
@@ -286,7 +358,7 @@ impl Edge {
 
     /// Waits until the edge has sent nothing to `upstream` (it no longer routes there),
     /// at most `SLIPWAY_DRAIN_SECS`. Answers how long it waited.
-    pub async fn drain(&self, upstream: SocketAddr) -> Duration {
+    pub async fn drain(&self, upstream: &str) -> Duration {
         let began = std::time::Instant::now();
         let deadline = began + self.settings.drain;
         // Between looks at Caddy's request counters while a container drains (a bounded
@@ -461,7 +533,7 @@ pub(crate) fn render(settings: &EdgeSettings, routes: &BTreeMap<AppId, Route>) -
             .values()
             .filter(|r| !r.hosts.is_empty())
             .map(|route| {
-                let handle = match (route.upstream, settings.https.is_some() && !tls) {
+                let handle = match (&route.upstream, settings.https.is_some() && !tls) {
                     // With HTTPS on, plain HTTP only redirects (ACME's HTTP challenges
                     // are answered by Caddy before any route).
                     (_, true) => json!({
@@ -472,7 +544,7 @@ pub(crate) fn render(settings: &EdgeSettings, routes: &BTreeMap<AppId, Route>) -
                     }),
                     (Some(upstream), false) => json!({
                         "handler": "reverse_proxy",
-                        "upstreams": [{"dial": upstream.to_string()}],
+                        "upstreams": [{"dial": upstream}],
                         "load_balancing": {"try_duration": TRY_DURATION, "try_interval": TRY_INTERVAL},
                         "stream_close_delay": STREAM_CLOSE_DELAY,
                     }),
@@ -501,7 +573,7 @@ pub(crate) fn render(settings: &EdgeSettings, routes: &BTreeMap<AppId, Route>) -
     servers.insert(
         "edge".into(),
         json!({
-            "listen": [settings.http.to_string()],
+            "listen": [settings.listen(settings.http)],
             "automatic_https": {"disable": true},
             "routes": app_routes(false),
         }),
@@ -513,7 +585,7 @@ pub(crate) fn render(settings: &EdgeSettings, routes: &BTreeMap<AppId, Route>) -
         servers.insert(
             "edge_tls".into(),
             json!({
-                "listen": [https.to_string()],
+                "listen": [settings.listen(https)],
                 "automatic_https": {"disable": true},
                 "tls_connection_policies": [{}],
                 "routes": app_routes(true),
@@ -574,7 +646,39 @@ mod tests {
             acme_ca_root: None,
             apps_domain: "localhost".into(),
             drain: Duration::from_secs(10),
+            in_container: false,
         }
+    }
+
+    #[test]
+    fn in_a_container_caddy_listens_on_every_address_of_its_ports() {
+        let routes = BTreeMap::from([(
+            1,
+            Route {
+                hosts: vec!["hello.localhost".into()],
+                upstream: Some("slipway-hello:8080".into()),
+            },
+        )]);
+        let mut settings = settings(Some("127.0.0.1:8443".parse().expect("addr")));
+        let config = render(&settings, &routes);
+        assert_eq!(
+            config["apps"]["http"]["servers"]["edge"]["listen"],
+            json!(["127.0.0.1:8080"])
+        );
+        settings.in_container = true;
+        let config = render(&settings, &routes);
+        let servers = &config["apps"]["http"]["servers"];
+        assert_eq!(servers["edge"]["listen"], json!([":8080"]));
+        let https = servers
+            .as_object()
+            .expect("servers")
+            .values()
+            .find(|s| s["listen"] == json!([":8443"]));
+        assert!(https.is_some(), "{servers}");
+        assert_eq!(
+            servers["edge"]["routes"][0]["handle"][0]["status_code"], 308,
+            "{servers}"
+        );
     }
 
     #[test]
@@ -584,7 +688,7 @@ mod tests {
                 1,
                 Route {
                     hosts: vec!["hello.localhost".into(), "www.example.com".into()],
-                    upstream: Some("127.0.0.1:49153".parse().expect("addr")),
+                    upstream: Some("127.0.0.1:49153".into()),
                 },
             ),
             (

@@ -37,6 +37,7 @@ pub mod logstore;
 pub mod metrics;
 mod notify;
 pub mod runtime;
+pub mod swarm;
 pub mod throttle;
 pub mod time;
 pub mod watch;
@@ -106,6 +107,12 @@ impl Engine {
                 ))
             })?;
         let source = git::GitCli::from_config(&config);
+        if config.runtime == config::RuntimeKind::Swarm {
+            let swarm = swarm::SwarmRuntime::connect(docker, &config.registry, &config.node_name())
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            return Engine::start(config, Arc::new(swarm), Arc::new(source)).await;
+        }
         Engine::start(config, Arc::new(docker), Arc::new(source)).await
     }
 
@@ -208,9 +215,11 @@ impl Engine {
             Some(mut settings) => {
                 settings.dir = std::path::absolute(&settings.dir)?;
                 let routes = routes(&pool, runtime.as_ref(), &settings).await?;
-                let edge = edge::Edge::start(settings, routes, shutdown.clone(), &tasks)
-                    .await
-                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let edge = match runtime.swarm() {
+                    Some(swarm) => edge::Edge::start_on_swarm(settings, routes, swarm).await,
+                    None => edge::Edge::start(settings, routes, shutdown.clone(), &tasks).await,
+                }
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
                 tasks.spawn(follow_runtime(
                     pool.clone(),
                     runtime.clone(),
@@ -292,7 +301,7 @@ impl Engine {
     async fn update_route(&self, id: AppId) -> Result<()> {
         if let Some(edge) = &self.inner.edge {
             let record = db::app(&self.inner.pool, id).await?;
-            let upstream = edge.routes().await.get(&id).and_then(|r| r.upstream);
+            let upstream = edge.routes().await.remove(&id).and_then(|r| r.upstream);
             edge.set(id, route_of(edge.settings(), &record, upstream))
                 .await
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -834,11 +843,11 @@ pub(crate) fn kept_images(history: &[Deployment]) -> Vec<String> {
     kept
 }
 
-/// An app's route: its host names, and its serving container's loopback port.
+/// An app's route: its host names, and where its serving container (or service) answers.
 fn route_of(
     settings: &edge::EdgeSettings,
     app: &db::AppRecord,
-    upstream: Option<std::net::SocketAddr>,
+    upstream: Option<String>,
 ) -> edge::Route {
     let mut hosts = vec![settings.host_of(&app.name)];
     hosts.extend(app.domains.iter().cloned());
@@ -847,7 +856,7 @@ fn route_of(
 
 /// The route table from the database: each app's hosts, and where its serving container
 /// answers now (asked of the runtime: the port changes when the engine restarts it).
-/// A serving container's new port is recorded.
+/// A serving container's new port is recorded. On Swarm, a service keeps its name.
 async fn routes(
     pool: &db::Pool,
     runtime: &dyn runtime::Runtime,
@@ -857,6 +866,11 @@ async fn routes(
     for app in db::apps(pool).await? {
         let mut upstream = None;
         if let (Some(container), Some(port)) = (&app.container_id, app.port) {
+            if let Some(swarm) = runtime.swarm() {
+                upstream = Some(swarm.dial(container, port));
+                table.insert(app.id, route_of(settings, &app, upstream));
+                continue;
+            }
             match runtime.host_port(container, port).await {
                 Ok(Some(host_port)) => {
                     let address = std::net::SocketAddr::from(([127, 0, 0, 1], host_port));
@@ -864,7 +878,7 @@ async fn routes(
                     if app.url.as_deref() != Some(url.as_str()) {
                         db::set_app_container(pool, app.id, container, Some(&url)).await?;
                     }
-                    upstream = Some(address);
+                    upstream = Some(address.to_string());
                 }
                 Ok(None) => {}
                 Err(e) => {

@@ -14,6 +14,9 @@ pub enum RuntimeError {
     /// A Dockerfile step failed.
     #[error("Docker build failed with exit code {code}: {detail}")]
     BuildFailed { code: i64, detail: String },
+    /// Swarm rolled a service update back: the previous version still serves.
+    #[error("Swarm rolled the update back and the previous version still serves: {0}")]
+    RolledBack(String),
     #[error("{0}")]
     Other(String),
 }
@@ -230,6 +233,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn events(&self, _instance: &str) -> futures_util::stream::BoxStream<'static, RuntimeEvent> {
         Box::pin(futures_util::stream::pending())
     }
+    /// With `SLIPWAY_RUNTIME=swarm`: apps are services, deployed through it.
+    fn swarm(&self) -> Option<&crate::swarm::SwarmRuntime> {
+        None
+    }
 }
 
 pub mod docker {
@@ -279,7 +286,12 @@ pub mod docker {
             Ok(DockerRuntime { docker, endpoint })
         }
 
-        fn error(&self, e: bollard::errors::Error) -> RuntimeError {
+        /// The engine's API, for what the trait does not say (Swarm's services).
+        pub(crate) fn client(&self) -> &Docker {
+            &self.docker
+        }
+
+        pub(crate) fn error(&self, e: bollard::errors::Error) -> RuntimeError {
             use bollard::errors::Error as E;
             match e {
                 E::HyperResponseError { .. }
@@ -295,6 +307,64 @@ pub mod docker {
     }
 
     impl DockerRuntime {
+        /// Following output from now on (after `since`, an engine timestamp, when given),
+        /// each frame with its time.
+        pub(crate) fn follow_options(
+            &self,
+            since: Option<String>,
+        ) -> bollard::query_parameters::LogsOptions {
+            let mut options = LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .follow(true)
+                .timestamps(true);
+            // The engine takes whole seconds: the caller skips what it has seen in the
+            // second it asked from.
+            if let Some(seconds) = since
+                .as_deref()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .and_then(|at| i32::try_from(at.timestamp()).ok())
+            {
+                options = options.since(seconds);
+            }
+            options.build()
+        }
+
+        /// The engine's log frames (asked with timestamps) as chunks of output.
+        pub(crate) fn chunks(
+            &self,
+            output: impl futures_util::Stream<
+                Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+            > + Send
+            + 'static,
+        ) -> futures_util::stream::BoxStream<'static, Result<LogChunk, RuntimeError>> {
+            let runtime = self.clone();
+            Box::pin(output.filter_map(move |chunk| {
+                let runtime = runtime.clone();
+                async move {
+                    let (stream, bytes) = match chunk {
+                        Ok(bollard::container::LogOutput::StdOut { message }) => {
+                            (OutputStream::Stdout, message)
+                        }
+                        Ok(bollard::container::LogOutput::StdErr { message }) => {
+                            (OutputStream::Stderr, message)
+                        }
+                        Ok(_) => return None,
+                        Err(e) => return Some(Err(runtime.error(e))),
+                    };
+                    // With timestamps, every frame starts with the engine's RFC 3339
+                    // time and a space.
+                    let space = bytes.iter().position(|b| *b == b' ')?;
+                    let timestamp = String::from_utf8_lossy(&bytes[..space]).into_owned();
+                    Some(Ok(LogChunk {
+                        stream,
+                        timestamp,
+                        text: bytes[space + 1..].to_vec(),
+                    }))
+                }
+            }))
+        }
+
         /// The host port `port/tcp` of `container` is published on.
         async fn published(&self, container: &str, port: u16) -> Result<Option<u16>, RuntimeError> {
             let inspected = match self.docker.inspect_container(container, None).await {
@@ -634,46 +704,10 @@ pub mod docker {
             container: &str,
             since: Option<String>,
         ) -> futures_util::stream::BoxStream<'static, Result<LogChunk, RuntimeError>> {
-            let mut options = LogsOptionsBuilder::new()
-                .stdout(true)
-                .stderr(true)
-                .follow(true)
-                .timestamps(true);
-            // The engine takes whole seconds: the caller skips what it has seen in the
-            // second it asked from.
-            if let Some(seconds) = since
-                .as_deref()
-                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
-                .and_then(|at| i32::try_from(at.timestamp()).ok())
-            {
-                options = options.since(seconds);
-            }
-            let runtime = self.clone();
-            let output = self.docker.logs(container, Some(options.build()));
-            Box::pin(output.filter_map(move |chunk| {
-                let runtime = runtime.clone();
-                async move {
-                    let (stream, bytes) = match chunk {
-                        Ok(bollard::container::LogOutput::StdOut { message }) => {
-                            (OutputStream::Stdout, message)
-                        }
-                        Ok(bollard::container::LogOutput::StdErr { message }) => {
-                            (OutputStream::Stderr, message)
-                        }
-                        Ok(_) => return None,
-                        Err(e) => return Some(Err(runtime.error(e))),
-                    };
-                    // With timestamps, every frame starts with the engine's RFC 3339
-                    // time and a space.
-                    let space = bytes.iter().position(|b| *b == b' ')?;
-                    let timestamp = String::from_utf8_lossy(&bytes[..space]).into_owned();
-                    Some(Ok(LogChunk {
-                        stream,
-                        timestamp,
-                        text: bytes[space + 1..].to_vec(),
-                    }))
-                }
-            }))
+            let output = self
+                .docker
+                .logs(container, Some(self.follow_options(since)));
+            self.chunks(output)
         }
 
         fn remove<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {

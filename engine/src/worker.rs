@@ -260,6 +260,7 @@ async fn run_deployment(cx: &WorkerContext, mut run: Run) {
     let mut pipeline = Pipeline {
         cx,
         new_container: None,
+        updating: None,
     };
     let limit = cx.settings.build_timeout;
     let token = run.token().clone();
@@ -286,7 +287,7 @@ async fn run_deployment(cx: &WorkerContext, mut run: Run) {
         Err(Stop::Failed(Failure::Lost(lost))) => {
             // Another node ended this deployment while this one was unheard (it froze):
             // the deployment is theirs to record; this run only cleans up after itself.
-            pipeline.remove_new_container(id).await;
+            pipeline.undo(id).await;
             tracing::warn!(deployment.id = id, error = %lost, "another node took this deployment over; this node's run stopped and recorded nothing");
             return;
         }
@@ -296,7 +297,7 @@ async fn run_deployment(cx: &WorkerContext, mut run: Run) {
     let outcome = match ending {
         None => Ok(Status::Success),
         Some(ending) => {
-            pipeline.remove_new_container(id).await;
+            pipeline.undo(id).await;
             run.end(ending).await
         }
     };
@@ -314,10 +315,18 @@ struct Pipeline<'a> {
     cx: &'a WorkerContext,
     /// A container this run started and has not handed over to the app yet.
     new_container: Option<String>,
+    /// A Swarm service this run is updating: a run that stops early rolls it back.
+    updating: Option<String>,
 }
 
 impl Pipeline<'_> {
-    async fn remove_new_container(&mut self, id: DeploymentId) {
+    async fn undo(&mut self, id: DeploymentId) {
+        if let Some(service) = self.updating.take()
+            && let Some(swarm) = self.cx.runtime.swarm()
+            && let Err(e) = swarm.roll_back(&service).await
+        {
+            tracing::warn!(deployment.id = id, error = %e, "could not roll the service back");
+        }
         if let Some(container) = self.new_container.take()
             && let Err(e) = self.cx.runtime.remove(&container).await
         {
@@ -352,6 +361,9 @@ impl Pipeline<'_> {
             }
         };
 
+        if let Some(swarm) = cx.runtime.swarm() {
+            return self.deploy_service(run, &app, tag, swarm).await;
+        }
         let instance = &cx.settings.instance;
         let name = container_name(&app.name, id, instance);
         let network = network_name(&app.name, instance);
@@ -421,7 +433,7 @@ impl Pipeline<'_> {
         let mut public_url = url.clone();
         if let (Some(edge), Some(port)) = (&cx.edge, started.host_port) {
             let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let route = crate::route_of(edge.settings(), &serving, Some(upstream));
+            let route = crate::route_of(edge.settings(), &serving, Some(upstream.to_string()));
             let hosts = route.hosts.join(", ");
             edge.set(app.id, route).await.map_err(Failure::Edge)?;
             run.say(format!(
@@ -445,13 +457,26 @@ impl Pipeline<'_> {
             (&cx.edge, upstream_of(serving.url.as_deref()))
             && previous.is_some()
         {
-            let waited = edge.drain(previous_upstream).await;
+            let waited = edge.drain(&previous_upstream.to_string()).await;
             run.say(format!(
                 "The previous container finished its requests ({} ms)",
                 waited.as_millis()
             ))
             .await?;
         }
+        self.finish(run, app.id, previous, public_url).await
+    }
+
+    /// The new version serves: the previous container goes, the deployment succeeds, and
+    /// images no rollback needs go too.
+    async fn finish(
+        &self,
+        run: &mut Run,
+        app: protocol::AppId,
+        previous: Option<String>,
+        public_url: Option<String>,
+    ) -> Result<(), Stop> {
+        let cx = self.cx;
         if let Some(previous) = previous {
             match cx.runtime.remove(&previous).await {
                 Ok(()) => {
@@ -476,10 +501,169 @@ impl Pipeline<'_> {
         })
         .await?;
         run.succeed().await?;
-        if let Err(e) = prune_images(cx, app.id).await {
-            tracing::warn!(app.id = app.id, error = %e, "could not remove old images");
+        if let Err(e) = prune_images(cx, app).await {
+            tracing::warn!(app.id = app, error = %e, "could not remove old images");
         }
         Ok(())
+    }
+
+    /// `SLIPWAY_RUNTIME=swarm`: the image goes to the registry, pinned by digest, and the
+    /// app's service is created or updated to it; Swarm's health check, start-first
+    /// order and rollback decide, and every task change is a line of the log.
+    async fn deploy_service(
+        &mut self,
+        run: &mut Run,
+        app: &crate::db::AppRecord,
+        tag: String,
+        swarm: &crate::swarm::SwarmRuntime,
+    ) -> Result<(), Stop> {
+        let cx = self.cx;
+        let id = run.id();
+        // A redeploy's image was pinned when it was built.
+        let image = if tag.contains("@sha256:") {
+            tag
+        } else {
+            run.say(format!(
+                "Pushing image {tag} to the registry {}",
+                swarm.registry()
+            ))
+            .await?;
+            let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+            let push = async {
+                let tx = tx;
+                swarm.push(&tag, &tx).await
+            };
+            let (pinned, pumped) = tokio::join!(push, pump(run, rx, false));
+            pumped?;
+            let pinned = pinned?;
+            run.record(Artifacts {
+                image: Some(&pinned),
+                ..Artifacts::default()
+            })
+            .await?;
+            // The registry's name for it stays; the build's own tag is not needed.
+            if let Err(e) = cx.runtime.remove_image(&tag).await {
+                tracing::warn!(deployment.id = id, error = %e, "could not remove the build's tag");
+            }
+            run.say(format!("Pushed; the service runs {pinned}"))
+                .await?;
+            pinned
+        };
+        run.progress(85).await?;
+        let service = swarm.service_name(&app.name);
+        let limits = Limits {
+            memory_mb: app.memory_mb,
+            cpus: app.cpus,
+            ..Limits::default()
+        };
+        run.say(format!(
+            "Deploying service {service} ({} MB, {} CPU, {} processes)",
+            limits.memory_mb, limits.cpus, limits.pids
+        ))
+        .await?;
+        let before = run.app().await?;
+        if before.container_id.as_deref() == Some(service.as_str()) {
+            self.updating = Some(service.clone());
+        } else {
+            // Nothing serves from it yet: a run that stops early removes it.
+            self.new_container = Some(service.clone());
+        }
+        let request = crate::swarm::ServiceRequest {
+            name: service.clone(),
+            image,
+            env: app.env.clone(),
+            labels: labels(app.id, None, &cx.settings.instance),
+            limits,
+        };
+        let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+        let deploy = async {
+            let tx = tx;
+            swarm.deploy(request, cx.settings.health_timeout, &tx).await
+        };
+        let (deployed, pumped) = tokio::join!(deploy, pump(run, rx, false));
+        // Ended, either way: Swarm rolled back a failed update itself.
+        self.updating = None;
+        pumped?;
+        let created = deployed?;
+        run.progress(95).await?;
+        let upstream = app.port.map(|port| swarm.dial(&service, port));
+        let url = upstream.as_ref().map(|u| format!("http://{u}"));
+        run.record(Artifacts {
+            container_id: Some(&service),
+            url: url.as_deref(),
+            ..Artifacts::default()
+        })
+        .await?;
+        let serving = run.app().await?;
+        let mut public_url = None;
+        if let (Some(edge), Some(upstream)) = (&cx.edge, upstream) {
+            let route = crate::route_of(edge.settings(), &serving, Some(upstream.clone()));
+            let hosts = route.hosts.join(", ");
+            edge.set(app.id, route).await.map_err(Failure::Edge)?;
+            run.say(format!(
+                "The edge sends {hosts} to service {service} ({upstream} on the overlay network)"
+            ))
+            .await?;
+            if created {
+                self.answers_through_edge(run, edge, &app.name).await?;
+            }
+            public_url = Some(edge.settings().public_url(&app.name));
+        }
+        run.serve(&service, url.as_deref(), public_url.as_deref())
+            .await?;
+        self.new_container = None;
+        if let Some(logs) = &cx.app_logs {
+            let note = format!("now serving service {service} with the image of deployment #{id}");
+            logs.follow(app.id, &service, Some(note)).await;
+        }
+        let previous = serving.container_id.clone().filter(|p| *p != service);
+        self.finish(run, app.id, previous, public_url).await
+    }
+
+    /// A new service's first check from outside: an HTTP answer below 500 through the
+    /// edge, as users will reach it.
+    async fn answers_through_edge(
+        &self,
+        run: &Run,
+        edge: &crate::edge::Edge,
+        app: &str,
+    ) -> Result<(), Stop> {
+        let settings = edge.settings();
+        let host = settings.host_of(app);
+        let port = settings.http.port();
+        let url = format!("http://127.0.0.1:{port}/");
+        let timeout = self.cx.settings.health_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let answer = self
+                .cx
+                .http
+                .get(&url)
+                .header(reqwest::header::HOST, &host)
+                .timeout(PROBE_TIMEOUT)
+                .send()
+                .await;
+            let last = match answer {
+                Ok(response) if response.status().as_u16() < 500 => {
+                    run.say(format!(
+                        "Health check passed: HTTP {} from {host} through the edge",
+                        response.status().as_u16()
+                    ))
+                    .await?;
+                    return Ok(());
+                }
+                Ok(response) => format!("HTTP {}", response.status().as_u16()),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(Failure::Runtime(RuntimeError::Other(format!(
+                    "Health check failed: {host} did not answer through the edge within {} s (last: {last})",
+                    timeout.as_secs()
+                )))
+                .into());
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
     }
 
     /// Clones the app's branch and builds its image; answers the image's tag.

@@ -1,0 +1,345 @@
+//! `SLIPWAY_RUNTIME=swarm` on the real engine, made a one-node swarm with a local registry
+//! by `scripts/swarm.sh up` and left as it was found by `scripts/swarm.sh down`: an app
+//! runs as a service behind the edge (itself a service on the overlay network), is
+//! updated start-first under continuous traffic without one failed request, a bad image
+//! is rolled back by Swarm with the old version serving, a rollback is a service update,
+//! and the service's output reaches the runtime log.
+
+mod common;
+
+use common::edge::{Api, Edge, LIMIT, Load, docker};
+use common::{TestServer, commit, free_port, git_repo};
+use protocol::Status;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// busybox httpd serving `version <n>`, with a health check on port 8080; it listens on
+/// `port` (another port: never healthy). It says hello on stdout when it starts.
+fn swarm_app(version: u32, port: u16) -> String {
+    format!(
+        "FROM scratch
+COPY busybox /bin/busybox
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
+RUN mkdir -p /www && echo \"version {version}\" > /www/index.html
+HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1
+CMD [\"/bin/sh\", \"-c\", \"echo hello from version {version}; exec httpd -f -p {port} -h /www\"]
+"
+    )
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/swarm.sh")
+}
+
+/// What the test must leave as it found it: the engine's swarm state, its services and
+/// networks, and whether a registry answers.
+#[derive(Debug, PartialEq)]
+struct EngineState {
+    swarm: String,
+    services: String,
+    networks: String,
+    registry: bool,
+}
+
+fn engine_state() -> EngineState {
+    let mut services = String::new();
+    if docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).trim() == "active" {
+        services = docker(&["service", "ls", "--format", "{{.Name}}"]);
+    }
+    EngineState {
+        swarm: docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .trim()
+            .to_owned(),
+        services,
+        networks: docker(&["network", "ls", "--format", "{{.Name}}"]),
+        registry: std::net::TcpStream::connect("127.0.0.1:5000").is_ok(),
+    }
+}
+
+/// `scripts/swarm.sh up` now, and on the way out (even a failed assertion's) the
+/// services and network this test made removed and `scripts/swarm.sh down`.
+struct Swarm {
+    state: PathBuf,
+    registry: String,
+    edge: String,
+    had_network: bool,
+}
+
+impl Swarm {
+    fn up(dir: &std::path::Path, node: &str) -> Swarm {
+        let state = dir.join("swarm-state");
+        let had_network = docker(&["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|n| n == "slipway");
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("up")
+            .env("SLIPWAY_SWARM_STATE", &state)
+            .output()
+            .expect("scripts/swarm.sh");
+        assert!(
+            out.status.success(),
+            "swarm.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Swarm {
+            state,
+            registry: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            edge: engine::swarm::edge_service(node),
+            had_network,
+        }
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["service", "rm", &self.edge])
+            .output();
+        if !self.had_network {
+            // The network goes once the edge's task is gone.
+            for _ in 0..50 {
+                let removed = Command::new("docker")
+                    .args(["network", "rm", "slipway"])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(true);
+                let gone = !docker(&["network", "ls", "--format", "{{.Name}}"])
+                    .lines()
+                    .any(|n| n == "slipway");
+                if removed || gone {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("down")
+            .env("SLIPWAY_SWARM_STATE", &self.state)
+            .output();
+    }
+}
+
+async fn log_of(server: &TestServer, id: i64) -> String {
+    server
+        .request("GET", &format!("/api/deployments/{id}/logs"), None)
+        .await
+        .1
+}
+
+/// The service's spec as the engine holds it.
+fn service_spec(name: &str) -> Value {
+    let text = docker(&["service", "inspect", "--format", "{{json .Spec}}", name]);
+    serde_json::from_str(&text).expect("spec")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
+    let before = engine_state();
+    let dir = common::temp_dir("swarm");
+    let node = format!("swarm-test-{}", std::process::id());
+    let swarm = Swarm::up(&dir, &node);
+    let port = free_port();
+    let server = TestServer::start_with_vars(
+        "swarm",
+        &[
+            ("SLIPWAY_RUNTIME", "swarm".to_owned()),
+            ("SLIPWAY_REGISTRY", swarm.registry.clone()),
+            ("SLIPWAY_EDGE_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("SLIPWAY_NODE_NAME", node.clone()),
+            ("SLIPWAY_HEALTH_TIMEOUT_SECS", "60".to_owned()),
+        ],
+    )
+    .await;
+    let name = format!("swarm-{}", std::process::id() % 100_000);
+    let host = format!("{name}.localhost");
+    let service = format!("slipway-{name}");
+    let edge = Edge::new(port, &[&host]);
+    let repo = git_repo(&dir.join("repo"), &[("Dockerfile", &swarm_app(1, 8080))]);
+    let (status, app) = server
+        .json(
+            "POST",
+            "/api/apps",
+            Some(
+                json!({"name": name, "repo_url": repo.display().to_string(), "port": 8080,
+                        "memory_mb": 128, "cpus": 0.5}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_i64().expect("id");
+
+    // The first deployment creates the service; the edge reaches it by name.
+    let (first, end) = server.deploy(id).await;
+    let log = log_of(&server, first).await;
+    assert_eq!(end.status, Status::Success, "{log}");
+    let pinned = format!("{}/slipway/{name}", swarm.registry);
+    for expected in [
+        format!("Pushed; the service runs {pinned}@sha256:"),
+        format!("Created service {service}"),
+        format!("The edge sends {host} to service {service}"),
+        format!("Health check passed: HTTP 200 from {host} through the edge"),
+    ] {
+        assert!(log.contains(&expected), "{expected:?} missing from:\n{log}");
+    }
+    assert_eq!(
+        edge.get(&host, "/").await,
+        Ok((200, "version 1\n".to_owned()))
+    );
+    let spec = service_spec(&service);
+    let task = &spec["TaskTemplate"];
+    let image = task["ContainerSpec"]["Image"].as_str().unwrap_or_default();
+    assert!(image.starts_with(&format!("{pinned}@sha256:")), "{image}");
+    assert_eq!(spec["UpdateConfig"]["Order"], "start-first", "{spec}");
+    assert_eq!(spec["UpdateConfig"]["FailureAction"], "rollback", "{spec}");
+    assert_eq!(
+        task["Resources"]["Limits"]["MemoryBytes"],
+        128 << 20,
+        "{spec}"
+    );
+    assert_eq!(
+        task["Resources"]["Limits"]["NanoCPUs"], 500_000_000,
+        "{spec}"
+    );
+    assert_eq!(task["Resources"]["Limits"]["Pids"], 512, "{spec}");
+    assert_eq!(spec["EndpointSpec"]["Mode"], "dnsrr", "{spec}");
+
+    // Continuous traffic through the edge from here to the end.
+    let load = Load::start(&edge, &host, 4);
+
+    // A new version: the monitor shows the service update as it happens.
+    commit(&repo, "Dockerfile", &swarm_app(2, 8080));
+    let (status, d) = server
+        .json("POST", "/api/deployments", Some(json!({"appId": id})))
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let second = d["id"].as_i64().expect("id");
+    let got = server
+        .ws(&format!("id={second}"))
+        .await
+        .read_to_close(LIMIT)
+        .await;
+    let statuses = got.statuses();
+    let last = statuses.last().expect("a status");
+    assert_eq!(last.status, Status::Success, "{}", got.text());
+    let progress: Vec<u8> = statuses
+        .iter()
+        .filter(|s| s.status == Status::Deploying)
+        .map(|s| s.progress)
+        .collect();
+    assert!(
+        progress.contains(&85) && progress.contains(&95),
+        "{progress:?}"
+    );
+    let text = got.text();
+    for expected in [
+        format!("Updating service {service}"),
+        "Swarm: updating: update in progress".to_owned(),
+        ": running".to_owned(),
+        "Swarm: completed: update completed".to_owned(),
+    ] {
+        assert!(
+            text.contains(&expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    assert_eq!(
+        edge.get(&host, "/").await,
+        Ok((200, "version 2\n".to_owned()))
+    );
+
+    // An image that never gets healthy: Swarm rolls back; version 2 keeps serving.
+    commit(&repo, "Dockerfile", &swarm_app(3, 8081));
+    let (bad, end) = server.deploy(id).await;
+    let log = log_of(&server, bad).await;
+    assert_eq!(end.status, Status::Failed, "{log}");
+    assert_eq!(end.failed_stage, Some(Status::Deploying), "{log}");
+    assert!(
+        end.error_message
+            .contains("Swarm rolled the update back and the previous version still serves"),
+        "{}",
+        end.error_message
+    );
+    assert!(log.contains("Swarm: rollback_completed"), "{log}");
+    assert_eq!(
+        edge.get(&host, "/").await,
+        Ok((200, "version 2\n".to_owned()))
+    );
+
+    // A rollback to the first deployment's image: no build, a service update.
+    let (back, end) = server
+        .deploy_and_wait(
+            &format!("/api/apps/{id}/rollback"),
+            Some(json!({"deployment_id": first})),
+        )
+        .await;
+    let log = log_of(&server, back).await;
+    assert_eq!(end.status, Status::Success, "{log}");
+    assert!(
+        log.contains(&format!("Redeploying image {pinned}@sha256:")),
+        "{log}"
+    );
+    assert!(!log.contains("Building image"), "{log}");
+    assert_eq!(
+        edge.get(&host, "/").await,
+        Ok((200, "version 1\n".to_owned()))
+    );
+
+    let (answered, retried, failures, rate) = load.finish().await;
+    println!(
+        "through the edge service during 2 updates, 1 rolled-back update and 1 rollback: \
+         {answered} requests answered ({rate:.0}/s over 4 connections), {retried} retried on \
+         a closed keep-alive connection, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(answered > 100, "the load ran: {answered} requests");
+
+    // One task runs, and its output (and every version's before it) is the app's
+    // runtime log, with Slipway's line at each switch.
+    let running = docker(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        &service,
+    ]);
+    assert_eq!(running.lines().count(), 1, "{running}");
+    let began = Instant::now();
+    let runtime_log = loop {
+        let (_, text) = server
+            .request("GET", &format!("/api/apps/{id}/logs"), None)
+            .await;
+        if text.contains("hello from version 2") && text.contains("hello from version 1") {
+            break text;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the service's output never reached the runtime log:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        runtime_log.contains(&format!(
+            "[slipway] now serving service {service} with the image of deployment #{back}"
+        )),
+        "{runtime_log}"
+    );
+
+    // Deleting the app removes its service.
+    server.stop().await;
+    let left = docker(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={service}"),
+    ]);
+    assert!(left.trim().is_empty(), "{left}");
+    drop(swarm);
+    assert_eq!(engine_state(), before, "the engine is left as it was");
+}
