@@ -5,44 +5,12 @@
 
 mod common;
 
-use common::{Binary, Viewer, free_port, git_repo, http, http_with, temp_dir};
+use common::{Binary, Postgres, Viewer, free_port, git_repo, http, http_with, temp_dir};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres.sh");
-
-/// A throwaway PostgreSQL, stopped and removed when dropped.
-struct Postgres {
-    dir: PathBuf,
-    url: String,
-}
-
-impl Postgres {
-    fn start(dir: PathBuf) -> Postgres {
-        let out = Command::new(SCRIPT)
-            .args(["start", &dir.display().to_string()])
-            .output()
-            .expect("scripts/postgres.sh");
-        assert!(
-            out.status.success(),
-            "PostgreSQL did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        Postgres { dir, url }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT)
-            .args(["stop", &self.dir.display().to_string()])
-            .status();
-    }
-}
 
 struct Cluster {
     nodes: Vec<Binary>,

@@ -657,3 +657,36 @@ impl Binary {
         let _ = self.child.wait();
     }
 }
+
+const POSTGRES_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres.sh");
+
+/// A throwaway PostgreSQL, stopped and removed when dropped.
+/// A throwaway PostgreSQL 15 (scripts/postgres.sh), stopped and removed when dropped.
+pub struct Postgres {
+    dir: PathBuf,
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn start(dir: PathBuf) -> Postgres {
+        let out = Command::new(POSTGRES_SCRIPT)
+            .args(["start", &dir.display().to_string()])
+            .output()
+            .expect("scripts/postgres.sh");
+        assert!(
+            out.status.success(),
+            "PostgreSQL did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Postgres { dir, url }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new(POSTGRES_SCRIPT)
+            .args(["stop", &self.dir.display().to_string()])
+            .status();
+    }
+}
