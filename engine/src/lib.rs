@@ -227,6 +227,15 @@ impl Engine {
                     instance.clone(),
                     shutdown.clone(),
                 ));
+                if runtime.swarm().is_some() && node.clustered() {
+                    tasks.spawn(follow_cluster_routes(
+                        pool.clone(),
+                        runtime.clone(),
+                        edge.clone(),
+                        lifecycle.feed().clone(),
+                        shutdown.clone(),
+                    ));
+                }
                 Some(edge)
             }
             None => None,
@@ -973,6 +982,46 @@ async fn follow_runtime(
                 }
             }
             Err(e) => tracing::error!(error = %e, "could not rebuild the edge's routes"),
+        }
+    }
+}
+
+/// On Swarm in a cluster, apps are services every node's edge can reach by name, and any
+/// node may deploy one: each edge follows the event feed (one ordered stream for the
+/// whole cluster) and reloads its table from the database after each burst of events. A
+/// route this node set for a service whose first deployment is still under way (not in
+/// the database yet) is kept.
+async fn follow_cluster_routes(
+    pool: db::Pool,
+    runtime: Arc<dyn runtime::Runtime>,
+    edge: Arc<edge::Edge>,
+    feed: Arc<feed::EventFeed>,
+    shutdown: CancellationToken,
+) {
+    let Ok(mut events) = feed.watch(None) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            next = events.next() => if next.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        while events.next_ready().is_some() {}
+        let mut table = match routes(&pool, runtime.as_ref(), edge.settings()).await {
+            Ok(table) => table,
+            Err(e) => {
+                tracing::error!(error = %e, "could not rebuild the edge's routes");
+                continue;
+            }
+        };
+        let current = edge.routes().await;
+        for (app, route) in table.iter_mut() {
+            if route.upstream.is_none() {
+                route.upstream = current.get(app).and_then(|r| r.upstream.clone());
+            }
+        }
+        if let Err(e) = edge.replace(table).await {
+            tracing::error!(error = %e, "could not update the edge after another node's change");
         }
     }
 }
