@@ -8,7 +8,7 @@
 mod common;
 
 use common::edge::{Api, Edge, LIMIT, Load, docker};
-use common::{TestServer, commit, free_port, git_repo};
+use common::{Binary, Postgres, TestServer, commit, free_port, git_repo};
 use protocol::Status;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -27,6 +27,17 @@ HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD wget -q -O /dev/null http
 CMD [\"/bin/sh\", \"-c\", \"echo hello from version {version}; exec httpd -f -p {port} -h /www\"]
 "
     )
+}
+
+/// Version `version` whose server starts only after 30 s: its task stays `starting`
+/// (failed checks in the start period do not count) for that long.
+fn slow_app(version: u32) -> String {
+    swarm_app(version, 8080)
+        .replace(
+            "HEALTHCHECK --interval",
+            "HEALTHCHECK --start-period=60s --interval",
+        )
+        .replace("exec httpd", "sleep 30; exec httpd")
 }
 
 fn script() -> PathBuf {
@@ -63,12 +74,16 @@ fn engine_state() -> EngineState {
 struct Swarm {
     state: PathBuf,
     registry: String,
-    edge: String,
+    /// The edge services of the Slipway nodes of the test.
+    edges: Vec<String>,
     had_network: bool,
 }
 
+/// One test at a time owns the swarm: `scripts/swarm.sh down` ends it.
+static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Swarm {
-    fn up(dir: &std::path::Path, node: &str) -> Swarm {
+    fn up(dir: &std::path::Path, nodes: &[&str]) -> Swarm {
         let state = dir.join("swarm-state");
         let had_network = docker(&["network", "ls", "--format", "{{.Name}}"])
             .lines()
@@ -87,7 +102,10 @@ impl Swarm {
         Swarm {
             state,
             registry: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-            edge: engine::swarm::edge_service(node),
+            edges: nodes
+                .iter()
+                .map(|n| engine::swarm::edge_service(n))
+                .collect(),
             had_network,
         }
     }
@@ -95,9 +113,11 @@ impl Swarm {
 
 impl Drop for Swarm {
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["service", "rm", &self.edge])
-            .output();
+        for edge in &self.edges {
+            let _ = Command::new("docker")
+                .args(["service", "rm", edge])
+                .output();
+        }
         if !self.had_network {
             // The network goes once the edge's task is gone.
             for _ in 0..50 {
@@ -138,10 +158,11 @@ fn service_spec(name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
+    let _one = SWARM.lock().await;
     let before = engine_state();
     let dir = common::temp_dir("swarm");
     let node = format!("swarm-test-{}", std::process::id());
-    let swarm = Swarm::up(&dir, &node);
+    let swarm = Swarm::up(&dir, &[&node]);
     let port = free_port();
     let server = TestServer::start_with_vars(
         "swarm",
@@ -269,6 +290,52 @@ async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
         Ok((200, "version 2\n".to_owned()))
     );
 
+    // A deployment cancelled while its new task is still starting: Slipway asks Swarm to
+    // roll back, and version 2 keeps serving.
+    commit(&repo, "Dockerfile", &slow_app(4));
+    let (status, d) = server
+        .json("POST", "/api/deployments", Some(json!({"appId": id})))
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let slow = d["id"].as_i64().expect("id");
+    let mut viewer = server.ws(&format!("id={slow}")).await;
+    while let Some(event) = viewer.next_event().await {
+        if let protocol::Event::Log { data, .. } = event
+            && data.line.contains(": starting")
+        {
+            break;
+        }
+    }
+    let (status, body) = server
+        .request("POST", &format!("/api/deployments/{slow}/cancel"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let end = viewer.read_to_close(LIMIT).await;
+    let last = end.statuses().last().cloned().expect("a status");
+    assert_eq!(last.status, Status::Cancelled, "{}", end.text());
+    let began = Instant::now();
+    loop {
+        let state = docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.UpdateStatus.State}}",
+            &service,
+        ]);
+        if state.trim() == "rollback_completed" {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the cancelled update was not rolled back: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        edge.get(&host, "/").await,
+        Ok((200, "version 2\n".to_owned()))
+    );
+
     // A rollback to the first deployment's image: no build, a service update.
     let (back, end) = server
         .deploy_and_wait(
@@ -290,7 +357,8 @@ async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
 
     let (answered, retried, failures, rate) = load.finish().await;
     println!(
-        "through the edge service during 2 updates, 1 rolled-back update and 1 rollback: \
+        "through the edge service during 2 updates, 1 rolled back by Swarm, 1 cancelled and 1 \
+         rollback: \
          {answered} requests answered ({rate:.0}/s over 4 connections), {retried} retried on \
          a closed keep-alive connection, {} failed",
         failures.len()
@@ -340,6 +408,87 @@ async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
         &format!("name={service}"),
     ]);
     assert!(left.trim().is_empty(), "{left}");
+    drop(swarm);
+    assert_eq!(engine_state(), before, "the engine is left as it was");
+}
+
+/// Asks `edge` for `host` until it answers `body`, at most `limit`.
+async fn until_serves(edge: &Edge, host: &str, body: &str, limit: Duration) {
+    let began = Instant::now();
+    loop {
+        let answer = edge.get(host, "/").await;
+        if matches!(&answer, Ok((200, text)) if text.trim() == body) {
+            return;
+        }
+        assert!(
+            began.elapsed() < limit,
+            "{host} did not answer {body:?} within {limit:?}: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_of_a_cluster_share_the_services_and_each_edge_serves_them() {
+    let _one = SWARM.lock().await;
+    let before = engine_state();
+    let dir = common::temp_dir("swarm-cluster");
+    let names: Vec<String> = (0..2)
+        .map(|i| format!("swarm-node-{i}-{}", std::process::id()))
+        .collect();
+    let swarm = Swarm::up(&dir, &[&names[0], &names[1]]);
+    let postgres = Postgres::start(dir.join("pg"));
+    let mut nodes = Vec::new();
+    let mut edges = Vec::new();
+    let name = format!("shared-{}", std::process::id() % 100_000);
+    let host = format!("{name}.localhost");
+    for node in &names {
+        let port = free_port();
+        let vars = [
+            ("DATABASE_URL", postgres.url.clone()),
+            ("SLIPWAY_RUNTIME", "swarm".to_owned()),
+            ("SLIPWAY_REGISTRY", swarm.registry.clone()),
+            ("SLIPWAY_EDGE_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("SLIPWAY_NODE_NAME", node.clone()),
+            ("SLIPWAY_HEALTH_TIMEOUT_SECS", "60".to_owned()),
+        ];
+        let addr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        nodes.push(Binary::start(&dir.join(node), addr, &vars).await);
+        edges.push(Edge::new(port, &[&host]));
+    }
+    let repo = git_repo(&dir.join("repo"), &[("Dockerfile", &swarm_app(1, 8080))]);
+    let (status, app) = nodes[0]
+        .call(
+            "POST",
+            "/api/apps",
+            Some(json!({"name": name, "repo_url": repo.display().to_string(), "port": 8080})),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_i64().expect("id");
+
+    // Whichever node runs it, one service; both nodes' edges reach it by name.
+    let (_, end) = nodes[1].deploy(id).await;
+    assert_eq!(end.status, Status::Success, "{}", end.error_message);
+    for edge in &edges {
+        until_serves(edge, &host, "version 1", Duration::from_secs(10)).await;
+    }
+    commit(&repo, "Dockerfile", &swarm_app(2, 8080));
+    let (_, end) = nodes[0].deploy(id).await;
+    assert_eq!(end.status, Status::Success, "{}", end.error_message);
+    for edge in &edges {
+        assert_eq!(
+            edge.get(&host, "/").await,
+            Ok((200, "version 2\n".to_owned()))
+        );
+    }
+    let services = docker(&["service", "ls", "-q", "--filter", "name=slipway-shared"]);
+    assert_eq!(services.lines().count(), 1, "{services}");
+
+    for node in nodes.into_iter().rev() {
+        node.stop().await;
+    }
+    drop(postgres);
     drop(swarm);
     assert_eq!(engine_state(), before, "the engine is left as it was");
 }
