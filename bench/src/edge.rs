@@ -59,10 +59,21 @@ async fn measure(client: &reqwest::Client, url: &str) -> (f64, Vec<f64>) {
     (all.len() as f64 / began.elapsed().as_secs_f64(), all)
 }
 
+/// A client like `client`'s that never reuses a connection: for a retry.
+pub(crate) fn fresh_client(host: &str, edge: SocketAddr) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .resolve(host, edge)
+        .pool_max_idle_per_host(0)
+        .build()?)
+}
+
 /// Continuous GETs during `work`; answers (answered, retried once on a closed kept-alive
-/// connection, failed).
-async fn under_load<F: std::future::Future<Output = Result<()>>>(
+/// connection, failed). A retry goes out on a new connection (`fresh`), as a browser's
+/// does: another pooled one may be closing too.
+pub(crate) async fn under_load<F: std::future::Future<Output = Result<()>>>(
     client: &reqwest::Client,
+    fresh: &reqwest::Client,
     url: &str,
     work: F,
 ) -> Result<(u64, u64, u64)> {
@@ -74,8 +85,9 @@ async fn under_load<F: std::future::Future<Output = Result<()>>>(
     let stop = tokio_util::sync::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let (client, url, ok, retried, failed, stop) = (
+        let (client, fresh, url, ok, retried, failed, stop) = (
             client.clone(),
+            fresh.clone(),
             url.to_owned(),
             ok.clone(),
             retried.clone(),
@@ -88,7 +100,7 @@ async fn under_load<F: std::future::Future<Output = Result<()>>>(
                 if answer.is_err() {
                     // As browsers do for an idempotent request on a closed connection.
                     retried.fetch_add(1, Ordering::Relaxed);
-                    answer = client.get(&url).send().await;
+                    answer = fresh.get(&url).send().await;
                 }
                 match answer {
                     Ok(response) if response.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
@@ -109,7 +121,7 @@ async fn under_load<F: std::future::Future<Output = Result<()>>>(
 }
 
 /// How long until `url` answers 200 again, asking every 10 ms.
-async fn until_up(client: &reqwest::Client, url: &str) -> Result<Duration> {
+pub(crate) async fn until_up(client: &reqwest::Client, url: &str) -> Result<Duration> {
     let began = Instant::now();
     loop {
         if let Ok(response) = client.get(url).send().await
@@ -206,7 +218,8 @@ pub async fn run(dir: &Path, report: &mut Report) -> Result<()> {
         Ok(())
     };
     let began = Instant::now();
-    let (answered, retried, failed) = under_load(&client, &through_edge, redeploys).await?;
+    let fresh = fresh_client("bench.localhost", edge_addr)?;
+    let (answered, retried, failed) = under_load(&client, &fresh, &through_edge, redeploys).await?;
     report.add(
         "requests failed through the edge during 20 redeploys (8 connections)",
         format!(

@@ -32,6 +32,7 @@
 mod cluster;
 mod edge;
 mod feed;
+mod swarm;
 
 use anyhow::{Context, Result, bail};
 use engine::runtime::synthetic::{now_us, produced_at};
@@ -48,7 +49,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "idle",
     "latency",
     "throughput",
@@ -59,6 +60,7 @@ const SECTIONS: [&str; 10] = [
     "edge",
     "feed",
     "cluster",
+    "swarm",
 ];
 
 fn main() -> Result<()> {
@@ -524,6 +526,14 @@ async fn bench(quick: bool, sections: &[&str]) -> Result<()> {
     if sections.contains(&"cluster") {
         println!("cluster: three nodes on one PostgreSQL 15, the synthetic runtime");
         cluster::run(&bench.dir.join("cluster"), &mut bench.report, quick).await?;
+    }
+    if sections.contains(&"swarm") {
+        if docker_reachable() {
+            println!("swarm: push to serving and 20 redeploys under load, single engine vs swarm");
+            swarm::run(&bench.dir.join("swarm"), &mut bench.report).await?;
+        } else {
+            println!("swarm: engine not reachable; skipping the swarm");
+        }
     }
     println!(
         "\n{} s in all\n| measure | result | target |\n| --- | --- | --- |",
