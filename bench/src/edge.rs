@@ -120,6 +120,24 @@ pub(crate) async fn under_load<F: std::future::Future<Output = Result<()>>>(
     ))
 }
 
+/// Redeploys `deployment`'s image `times` times, one after the other, each to success.
+pub(crate) async fn redeploy(child: &Child, deployment: i64, times: usize) -> Result<()> {
+    for _ in 0..times {
+        let again = child
+            .json(
+                "POST",
+                &format!("/api/deployments/{deployment}/redeploy"),
+                None,
+            )
+            .await?;
+        let id = again["id"].as_i64().context("redeploy id")?;
+        if child.wait_terminal(id).await? != protocol::Status::Success {
+            bail!("redeploy {id} of deployment {deployment} did not succeed");
+        }
+    }
+    Ok(())
+}
+
 /// How long until `url` answers 200 again, asking every 10 ms.
 pub(crate) async fn until_up(client: &reqwest::Client, url: &str) -> Result<Duration> {
     let began = Instant::now();
@@ -205,18 +223,7 @@ pub async fn run(dir: &Path, report: &mut Report) -> Result<()> {
         "-",
     );
 
-    let redeploys = async {
-        for _ in 0..REDEPLOYS {
-            let again = child
-                .json("POST", &format!("/api/deployments/{first}/redeploy"), None)
-                .await?;
-            let id = again["id"].as_i64().context("redeploy id")?;
-            if child.wait_terminal(id).await? != protocol::Status::Success {
-                bail!("a redeploy did not succeed");
-            }
-        }
-        Ok(())
-    };
+    let redeploys = redeploy(&child, first, REDEPLOYS);
     let began = Instant::now();
     let fresh = fresh_client("bench.localhost", edge_addr)?;
     let (answered, retried, failed) = under_load(&client, &fresh, &through_edge, redeploys).await?;

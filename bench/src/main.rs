@@ -409,22 +409,28 @@ fn git_repo(dir: &Path, dockerfile: &str) -> Result<PathBuf> {
         &["add", "."],
         &["commit", "-q", "-m", "bench"],
     ] {
-        let ok = std::process::Command::new("git")
-            .args([
-                "-c",
-                "user.name=bench",
-                "-c",
-                "user.email=bench@slipway.invalid",
-            ])
-            .args(args)
-            .current_dir(dir)
-            .status()?
-            .success();
-        if !ok {
-            bail!("git {args:?} failed");
-        }
+        git(dir, args)?;
     }
     Ok(dir.to_owned())
+}
+
+/// Runs git in `dir` as the benchmark's own author.
+fn git(dir: &Path, args: &[&str]) -> Result<()> {
+    let ok = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@slipway.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .status()?
+        .success();
+    if !ok {
+        bail!("git {args:?} failed");
+    }
+    Ok(())
 }
 
 /// p-th percentile (0..=100) of `values`, in their unit.

@@ -5,8 +5,8 @@
 //! the new version answers through the edge, and requests failed through the edge
 //! during 20 redeploys under load.
 
-use super::edge::{fresh_client, under_load, until_up};
-use super::{Child, Report, git_repo, percentile};
+use super::edge::{fresh_client, redeploy, under_load, until_up};
+use super::{Child, Report, git, git_repo, percentile};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -27,24 +27,6 @@ EXPOSE 8080
 CMD [\"/bin/httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]
 "
     )
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<()> {
-    let ok = std::process::Command::new("git")
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@slipway.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .status()?
-        .success();
-    if !ok {
-        bail!("git {args:?} failed");
-    }
-    Ok(())
 }
 
 async fn queue(child: &Child, app: &serde_json::Value) -> Result<i64> {
@@ -144,20 +126,9 @@ async fn versions_and_redeploys(
         latest = id;
     }
 
-    let redeploys = async {
-        for _ in 0..REDEPLOYS {
-            let again = child
-                .json("POST", &format!("/api/deployments/{latest}/redeploy"), None)
-                .await?;
-            let id = again["id"].as_i64().context("redeploy id")?;
-            if child.wait_terminal(id).await? != protocol::Status::Success {
-                bail!("redeploy {id} did not succeed");
-            }
-        }
-        Ok(())
-    };
     let began = Instant::now();
     let fresh = fresh_client("swarmbench.localhost", edge)?;
+    let redeploys = redeploy(child, latest, REDEPLOYS);
     let counts = under_load(&client, &fresh, &url, redeploys).await?;
     let seconds = began.elapsed().as_secs_f64();
     Ok((serving_ms, counts, seconds))

@@ -330,6 +330,31 @@ pub mod docker {
             options.build()
         }
 
+        /// The last `lines` lines of output, both streams.
+        pub(crate) fn tail_options(lines: usize) -> bollard::query_parameters::LogsOptions {
+            LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .tail(&lines.to_string())
+                .build()
+        }
+
+        /// The whole of a finite log stream, as text.
+        pub(crate) async fn text_of(
+            &self,
+            output: impl futures_util::Stream<
+                Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+            >,
+        ) -> Result<String, RuntimeError> {
+            let mut output = std::pin::pin!(output);
+            let mut text = String::new();
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk.map_err(|e| self.error(e))?;
+                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+            Ok(text)
+        }
+
         /// The engine's log frames (asked with timestamps) as chunks of output.
         pub(crate) fn chunks(
             &self,
@@ -684,18 +709,9 @@ pub mod docker {
             lines: usize,
         ) -> BoxFuture<'a, Result<String, RuntimeError>> {
             Box::pin(async move {
-                let options = LogsOptionsBuilder::new()
-                    .stdout(true)
-                    .stderr(true)
-                    .tail(&lines.to_string())
-                    .build();
-                let mut stream = self.docker.logs(container, Some(options));
-                let mut text = String::new();
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| self.error(e))?;
-                    text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-                }
-                Ok(text)
+                let options = DockerRuntime::tail_options(lines);
+                let output = self.docker.logs(container, Some(options));
+                self.text_of(output).await
             })
         }
 

@@ -26,8 +26,8 @@ use bollard::models::{
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, InspectServiceOptions, ListTasksOptionsBuilder, LogsOptionsBuilder,
-    PushImageOptions, TagImageOptions, UpdateServiceOptions,
+    BuildImageOptions, InspectServiceOptions, ListTasksOptionsBuilder, PushImageOptions,
+    TagImageOptions, UpdateServiceOptions,
 };
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -229,36 +229,25 @@ impl SwarmRuntime {
         Ok(pinned)
     }
 
-    fn spec(&self, request: ServiceRequest, force_update: u64) -> ServiceSpec {
-        let limits = request.limits;
+    /// One replica of `task` on the overlay network, reached by DNS round-robin, started
+    /// again `restart_delay` after it exits; a `force_update` above the current one makes
+    /// Swarm start a new task even for the same spec.
+    fn one_replica(
+        &self,
+        name: String,
+        labels: HashMap<String, String>,
+        task: TaskSpec,
+        restart_delay: Duration,
+        force_update: u64,
+        ports: Option<Vec<EndpointPortConfig>>,
+    ) -> ServiceSpec {
         ServiceSpec {
-            name: Some(request.name),
-            labels: Some(request.labels),
+            name: Some(name),
+            labels: Some(labels),
             task_template: Some(TaskSpec {
-                container_spec: Some(TaskSpecContainerSpec {
-                    image: Some(request.image),
-                    env: Some(
-                        request
-                            .env
-                            .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect(),
-                    ),
-                    capability_drop: Some(vec!["ALL".into()]),
-                    capability_add: Some(vec!["NET_BIND_SERVICE".into()]),
-                    ..Default::default()
-                }),
-                resources: Some(TaskSpecResources {
-                    limits: Some(Limit {
-                        nano_cpus: Some((limits.cpus * 1e9) as i64),
-                        memory_bytes: Some(i64::from(limits.memory_mb) * 1024 * 1024),
-                        pids: Some(limits.pids),
-                    }),
-                    ..Default::default()
-                }),
                 restart_policy: Some(TaskSpecRestartPolicy {
                     condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
-                    delay: Some(nanos(Duration::from_secs(1))),
+                    delay: Some(nanos(restart_delay)),
                     ..Default::default()
                 }),
                 networks: Some(vec![NetworkAttachmentConfig {
@@ -266,12 +255,55 @@ impl SwarmRuntime {
                     ..Default::default()
                 }]),
                 force_update: Some(force_update),
-                ..Default::default()
+                ..task
             }),
             mode: Some(ServiceSpecMode {
                 replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
                 ..Default::default()
             }),
+            endpoint_spec: Some(EndpointSpec {
+                mode: Some(EndpointSpecModeEnum::DNSRR),
+                ports,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn spec(&self, request: ServiceRequest, force_update: u64) -> ServiceSpec {
+        let limits = request.limits;
+        let task = TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(request.image),
+                env: Some(
+                    request
+                        .env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect(),
+                ),
+                capability_drop: Some(vec!["ALL".into()]),
+                capability_add: Some(vec!["NET_BIND_SERVICE".into()]),
+                ..Default::default()
+            }),
+            resources: Some(TaskSpecResources {
+                limits: Some(Limit {
+                    nano_cpus: Some((limits.cpus * 1e9) as i64),
+                    memory_bytes: Some(i64::from(limits.memory_mb) * 1024 * 1024),
+                    pids: Some(limits.pids),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let skeleton = self.one_replica(
+            request.name,
+            request.labels,
+            task,
+            Duration::from_secs(1),
+            force_update,
+            None,
+        );
+        ServiceSpec {
             update_config: Some(ServiceSpecUpdateConfig {
                 parallelism: Some(1),
                 delay: Some(0),
@@ -288,11 +320,7 @@ impl SwarmRuntime {
                 max_failure_ratio: Some(0.0),
                 order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
             }),
-            endpoint_spec: Some(EndpointSpec {
-                mode: Some(EndpointSpecModeEnum::DNSRR),
-                ports: None,
-            }),
-            ..Default::default()
+            ..skeleton
         }
     }
 
@@ -359,16 +387,10 @@ impl SwarmRuntime {
                     .update_status
                     .as_ref()
                     .and_then(|s| s.started_at.clone());
-                let force = current
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.task_template.as_ref())
-                    .and_then(|t| t.force_update)
-                    .unwrap_or(0);
-                let version = current.version.and_then(|v| v.index).unwrap_or(0);
+                let force = force_update_of(&current);
                 tasks.know(&self.tasks(&name).await?);
                 let options = UpdateServiceOptions {
-                    version: version as i32,
+                    version: version_of(&current),
                     ..Default::default()
                 };
                 docker
@@ -424,8 +446,8 @@ impl SwarmRuntime {
                     }
                     if began.elapsed() >= deadline {
                         self.roll_back(&name).await?;
-                        return Err(RuntimeError::RolledBack(format!(
-                            "the new task was not healthy within {} s",
+                        return Err(RuntimeError::Other(format!(
+                            "the new task of {name} was not healthy within {} s; Slipway asked Swarm to roll the update back",
                             deadline.as_secs()
                         )));
                     }
@@ -435,19 +457,26 @@ impl SwarmRuntime {
         }
     }
 
-    /// Asks Swarm to go back to the service's previous spec (start-first, as updates):
-    /// a deployment that stops before its update ended leaves what served before.
+    /// Asks Swarm to go back to the service's previous spec (start-first, as updates) if
+    /// an update is under way: a deployment that stops before its update ended leaves
+    /// what served before. An update that ended is left as it ended (after a rollback the
+    /// previous spec is the failed one).
     pub async fn roll_back(&self, name: &str) -> Result<(), RuntimeError> {
         let Some(current) = self.inspect(name).await? else {
             return Ok(());
         };
-        let Some(spec) = current.spec else {
+        let updating = current.update_status.as_ref().and_then(|s| s.state)
+            == Some(ServiceUpdateStatusStateEnum::UPDATING);
+        if !updating {
             return Ok(());
-        };
+        }
         let options = UpdateServiceOptions {
-            version: current.version.and_then(|v| v.index).unwrap_or(0) as i32,
+            version: version_of(&current),
             rollback: Some("previous".into()),
             ..Default::default()
+        };
+        let Some(spec) = current.spec else {
+            return Ok(());
         };
         self.engine
             .client()
@@ -486,13 +515,18 @@ impl SwarmRuntime {
             format!("XDG_DATA_HOME={dir}/xdg-data"),
             format!("XDG_CONFIG_HOME={dir}/xdg-config"),
         ];
-        let spec = |force_update| ServiceSpec {
-            name: Some(name.clone()),
-            labels: Some(HashMap::from([(
-                "slipway.managed".to_owned(),
-                "true".to_owned(),
-            )])),
-            task_template: Some(TaskSpec {
+        // The node's own ports: the routing mesh does not answer everywhere.
+        let published: Vec<EndpointPortConfig> = ports
+            .iter()
+            .map(|port| EndpointPortConfig {
+                target_port: Some(i64::from(*port)),
+                published_port: Some(i64::from(*port)),
+                publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                ..Default::default()
+            })
+            .collect();
+        let spec = |force_update| {
+            let task = TaskSpec {
                 container_spec: Some(TaskSpecContainerSpec {
                     image: Some(image.clone()),
                     args: Some(vec![
@@ -515,38 +549,16 @@ impl SwarmRuntime {
                     constraints: Some(vec![format!("node.id=={}", self.node)]),
                     ..Default::default()
                 }),
-                restart_policy: Some(TaskSpecRestartPolicy {
-                    condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
-                    delay: Some(nanos(Duration::from_millis(250))),
-                    ..Default::default()
-                }),
-                networks: Some(vec![NetworkAttachmentConfig {
-                    target: Some(self.network.clone()),
-                    ..Default::default()
-                }]),
-                force_update: Some(force_update),
                 ..Default::default()
-            }),
-            mode: Some(ServiceSpecMode {
-                replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
-                ..Default::default()
-            }),
-            // The node's own ports: the routing mesh does not answer everywhere.
-            endpoint_spec: Some(EndpointSpec {
-                mode: Some(EndpointSpecModeEnum::DNSRR),
-                ports: Some(
-                    ports
-                        .iter()
-                        .map(|port| EndpointPortConfig {
-                            target_port: Some(i64::from(*port)),
-                            published_port: Some(i64::from(*port)),
-                            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-            }),
-            ..Default::default()
+            };
+            self.one_replica(
+                name.clone(),
+                HashMap::from([("slipway.managed".to_owned(), "true".to_owned())]),
+                task,
+                Duration::from_millis(250),
+                force_update,
+                Some(published.clone()),
+            )
         };
         let docker = self.engine.client();
         match self.inspect(&name).await? {
@@ -557,19 +569,13 @@ impl SwarmRuntime {
                     .map_err(|e| self.engine.error(e))?;
             }
             Some(current) => {
-                let force = current
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.task_template.as_ref())
-                    .and_then(|t| t.force_update)
-                    .unwrap_or(0);
                 let options = UpdateServiceOptions {
-                    version: current.version.and_then(|v| v.index).unwrap_or(0) as i32,
+                    version: version_of(&current),
                     ..Default::default()
                 };
                 // The same spec changes nothing: a running edge keeps its connections.
                 docker
-                    .update_service(&name, spec(force), options, None)
+                    .update_service(&name, spec(force_update_of(&current)), options, None)
                     .await
                     .map_err(|e| self.engine.error(e))?;
             }
@@ -644,6 +650,21 @@ impl SwarmRuntime {
             ContainerState::Exited { code: -1 }
         })
     }
+}
+
+/// The service's version, which an update must name (Swarm refuses a stale one).
+fn version_of(service: &bollard::models::Service) -> i32 {
+    service.version.as_ref().and_then(|v| v.index).unwrap_or(0) as i32
+}
+
+/// How many times the service's tasks were forced to restart so far.
+fn force_update_of(service: &bollard::models::Service) -> u64 {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.force_update)
+        .unwrap_or(0)
 }
 
 /// What the tasks of a service did, so each change is told once.
@@ -746,18 +767,9 @@ impl Runtime for SwarmRuntime {
         lines: usize,
     ) -> BoxFuture<'a, Result<String, RuntimeError>> {
         Box::pin(async move {
-            let options = LogsOptionsBuilder::new()
-                .stdout(true)
-                .stderr(true)
-                .tail(&lines.to_string())
-                .build();
-            let mut stream = self.engine.client().service_logs(service, Some(options));
-            let mut text = String::new();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.engine.error(e))?;
-                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
-            Ok(text)
+            let options = DockerRuntime::tail_options(lines);
+            let output = self.engine.client().service_logs(service, Some(options));
+            self.engine.text_of(output).await
         })
     }
 
