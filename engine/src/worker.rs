@@ -1080,6 +1080,20 @@ pub(crate) async fn reconcile(cx: &WorkerContext) -> Result<(), EngineError> {
         // Its half-made container and image, found by their names even if the crash came
         // before they were recorded; never the app's serving container.
         let app = cx.lifecycle.app(record.api.app_id).await?;
+        if let Some(swarm) = cx.runtime.swarm()
+            && stage == Status::Deploying
+        {
+            // Its service update may have gone on without us: back to what served.
+            let service = swarm.service_name(&app.name);
+            let undone = if app.container_id.as_deref() == Some(service.as_str()) {
+                swarm.roll_back(&service).await
+            } else {
+                cx.runtime.remove(&service).await
+            };
+            if let Err(e) = undone {
+                tracing::warn!(deployment.id = id, error = %e, "could not undo an interrupted service update");
+            }
+        }
         let container = record
             .container_id
             .clone()

@@ -313,24 +313,7 @@ async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
     let end = viewer.read_to_close(LIMIT).await;
     let last = end.statuses().last().cloned().expect("a status");
     assert_eq!(last.status, Status::Cancelled, "{}", end.text());
-    let began = Instant::now();
-    loop {
-        let state = docker(&[
-            "service",
-            "inspect",
-            "--format",
-            "{{.UpdateStatus.State}}",
-            &service,
-        ]);
-        if state.trim() == "rollback_completed" {
-            break;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the cancelled update was not rolled back: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    until_update(&service, "rollback_completed").await;
     assert_eq!(
         edge.get(&host, "/").await,
         Ok((200, "version 2\n".to_owned()))
@@ -489,6 +472,115 @@ async fn two_nodes_of_a_cluster_share_the_services_and_each_edge_serves_them() {
         node.stop().await;
     }
     drop(postgres);
+    drop(swarm);
+    assert_eq!(engine_state(), before, "the engine is left as it was");
+}
+
+/// Waits until the service's update has ended in `state`, at most a minute.
+async fn until_update(service: &str, state: &str) {
+    let began = Instant::now();
+    loop {
+        let now = docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.UpdateStatus.State}}",
+            service,
+        ]);
+        if now.trim() == state {
+            return;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "{service}'s update is {now:?}, not {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_an_update_rolls_the_service_back() {
+    let _one = SWARM.lock().await;
+    let before = engine_state();
+    let dir = common::temp_dir("swarm-restart");
+    let node = format!("swarm-restart-{}", std::process::id());
+    let swarm = Swarm::up(&dir, &[&node]);
+    let port = free_port();
+    let vars = [
+        ("SLIPWAY_RUNTIME", "swarm".to_owned()),
+        ("SLIPWAY_REGISTRY", swarm.registry.clone()),
+        ("SLIPWAY_EDGE_HTTP_ADDR", format!("127.0.0.1:{port}")),
+        ("SLIPWAY_NODE_NAME", node.clone()),
+        ("SLIPWAY_HEALTH_TIMEOUT_SECS", "60".to_owned()),
+    ];
+    let data = dir.join("data");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut server = Binary::start(&data, addr, &vars).await;
+    let name = format!("restart-{}", std::process::id() % 100_000);
+    let host = format!("{name}.localhost");
+    let service = format!("slipway-{name}");
+    let edge = Edge::new(port, &[&host]);
+    let repo = git_repo(&dir.join("repo"), &[("Dockerfile", &swarm_app(1, 8080))]);
+    let (status, app) = server
+        .call(
+            "POST",
+            "/api/apps",
+            Some(json!({"name": name, "repo_url": repo.display().to_string(), "port": 8080})),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_i64().expect("id");
+    let (_, end) = server.deploy(id).await;
+    assert_eq!(end.status, Status::Success, "{}", end.error_message);
+
+    // `kill -9` while the new task is starting; Swarm would finish the update alone.
+    commit(&repo, "Dockerfile", &slow_app(2));
+    let (status, d) = server
+        .call("POST", "/api/deployments", Some(json!({"appId": id})))
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let slow = d["id"].as_i64().expect("id");
+    let mut viewer = server.ws(&format!("id={slow}")).await;
+    while let Some(event) = viewer.next_event().await {
+        if let protocol::Event::Log { data, .. } = event
+            && data.line.contains(": starting")
+        {
+            break;
+        }
+    }
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reaped");
+    // The edge is a service: it serves on while Slipway is down.
+    assert_eq!(
+        edge.get(&host, "/").await,
+        Ok((200, "version 1\n".to_owned()))
+    );
+
+    server = Binary::start(&data, addr, &vars).await;
+    let (_, after) = server
+        .call("GET", &format!("/api/deployments/{slow}"), None)
+        .await;
+    assert_eq!(after["status"], "failed", "{after}");
+    assert_eq!(
+        after["error_message"],
+        "interrupted: the server restarted during deploying"
+    );
+    until_update(&service, "rollback_completed").await;
+    assert_eq!(
+        edge.get(&host, "/").await,
+        Ok((200, "version 1\n".to_owned()))
+    );
+    let running = docker(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        &service,
+    ]);
+    assert_eq!(running.lines().count(), 1, "{running}");
+
+    server.stop().await;
     drop(swarm);
     assert_eq!(engine_state(), before, "the engine is left as it was");
 }
