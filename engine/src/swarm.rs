@@ -366,6 +366,7 @@ impl SwarmRuntime {
                     .await;
                 loop {
                     let listed = self.tasks(&name).await?;
+                    self.name_nodes(&listed, &mut tasks).await;
                     tasks.report(&listed, output).await;
                     if tasks.serving(&listed) {
                         return Ok(true);
@@ -406,7 +407,9 @@ impl SwarmRuntime {
                 // Why Swarm rolled back, as it says when it starts to.
                 let mut reason = None;
                 loop {
-                    tasks.report(&self.tasks(&name).await?, output).await;
+                    let listed = self.tasks(&name).await?;
+                    self.name_nodes(&listed, &mut tasks).await;
+                    tasks.report(&listed, output).await;
                     let status = self
                         .inspect(&name)
                         .await?
@@ -484,6 +487,23 @@ impl SwarmRuntime {
             .await
             .map_err(|e| self.engine.error(e))?;
         Ok(())
+    }
+
+    /// Learns the host names of the nodes `tasks` run on (once each), for the log.
+    async fn name_nodes(&self, tasks: &[bollard::models::Task], watch: &mut TaskWatch) {
+        for node in tasks.iter().filter_map(|t| t.node_id.as_deref()) {
+            if watch.nodes.contains_key(node) {
+                continue;
+            }
+            let name = match self.engine.client().inspect_node(node).await {
+                Ok(found) => found
+                    .description
+                    .and_then(|d| d.hostname)
+                    .unwrap_or_else(|| short(node).to_owned()),
+                Err(_) => short(node).to_owned(),
+            };
+            watch.nodes.insert(node.to_owned(), name);
+        }
     }
 
     async fn tasks(&self, service: &str) -> Result<Vec<bollard::models::Task>, RuntimeError> {
@@ -672,6 +692,8 @@ fn force_update_of(service: &bollard::models::Service) -> u64 {
 struct TaskWatch {
     seen: HashMap<String, (Option<TaskState>, String)>,
     failed: Vec<String>,
+    /// Node ids and their host names.
+    nodes: HashMap<String, String>,
 }
 
 impl TaskWatch {
@@ -700,7 +722,10 @@ impl TaskWatch {
                 continue;
             }
             let state = status.state.map(|s| s.to_string()).unwrap_or_default();
-            let node = task.node_id.as_deref().map(short).unwrap_or("-");
+            let node = match task.node_id.as_deref() {
+                Some(id) => self.nodes.get(id).map_or(short(id), String::as_str),
+                None => "-",
+            };
             let mut line = format!("Task {} on node {node}: {state}", short(id));
             if let Some(message) = status.message.filter(|m| !m.is_empty()) {
                 line.push_str(&format!(" ({message})"));
@@ -847,6 +872,9 @@ mod tests {
         let mut watch = TaskWatch::default();
         watch.know(&[task("old", TaskState::RUNNING, None)]);
         watch
+            .nodes
+            .insert("node0123456789".into(), "server-2".into());
+        watch
             .report(
                 &[
                     task("old", TaskState::RUNNING, None),
@@ -870,8 +898,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "Task new on node node01234567: starting\n".to_owned(),
-                format!("Task new on node node01234567: failed: {unhealthy}\n"),
+                "Task new on node server-2: starting\n".to_owned(),
+                format!("Task new on node server-2: failed: {unhealthy}\n"),
             ]
         );
         assert_eq!(watch.failed(), [unhealthy.to_owned()]);

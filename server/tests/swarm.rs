@@ -256,10 +256,12 @@ async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
         "{progress:?}"
     );
     let text = got.text();
+    // Each task's changes, on the node it runs on, by its host name.
+    let node_name = docker(&["info", "--format", "{{.Name}}"]);
     for expected in [
         format!("Updating service {service}"),
         "Swarm: updating: update in progress".to_owned(),
-        ": running".to_owned(),
+        format!("on node {}: running", node_name.trim()),
         "Swarm: completed: update completed".to_owned(),
     ] {
         assert!(
