@@ -875,25 +875,24 @@ async fn routes(
     for app in db::apps(pool).await? {
         let mut upstream = None;
         if let (Some(container), Some(port)) = (&app.container_id, app.port) {
-            if let Some(swarm) = runtime.swarm() {
-                upstream = Some(swarm.dial(container, port));
-                table.insert(app.id, route_of(settings, &app, upstream));
-                continue;
-            }
-            match runtime.host_port(container, port).await {
-                Ok(Some(host_port)) => {
-                    let address = std::net::SocketAddr::from(([127, 0, 0, 1], host_port));
-                    let url = format!("http://{address}");
-                    if app.url.as_deref() != Some(url.as_str()) {
-                        db::set_app_container(pool, app.id, container, Some(&url)).await?;
+            upstream = match runtime.swarm() {
+                Some(swarm) => Some(swarm.dial(container, port)),
+                None => match runtime.host_port(container, port).await {
+                    Ok(Some(host_port)) => {
+                        let address = std::net::SocketAddr::from(([127, 0, 0, 1], host_port));
+                        let url = format!("http://{address}");
+                        if app.url.as_deref() != Some(url.as_str()) {
+                            db::set_app_container(pool, app.id, container, Some(&url)).await?;
+                        }
+                        Some(address.to_string())
                     }
-                    upstream = Some(address.to_string());
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(app.id = app.id, error = %e, "could not find the app's container port")
-                }
-            }
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(app.id = app.id, error = %e, "could not find the app's container port");
+                        None
+                    }
+                },
+            };
         }
         table.insert(app.id, route_of(settings, &app, upstream));
     }

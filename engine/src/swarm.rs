@@ -660,11 +660,7 @@ impl SwarmRuntime {
             return Ok(ContainerState::Missing);
         }
         let tasks = self.tasks(service).await?;
-        let running = tasks.iter().any(|t| {
-            t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
-                && t.desired_state == Some(TaskState::RUNNING)
-        });
-        Ok(if running {
+        Ok(if tasks.iter().any(serves) {
             ContainerState::Running
         } else {
             ContainerState::Exited { code: -1 }
@@ -685,6 +681,12 @@ fn force_update_of(service: &bollard::models::Service) -> u64 {
         .and_then(|s| s.task_template.as_ref())
         .and_then(|t| t.force_update)
         .unwrap_or(0)
+}
+
+/// The task runs (after its health check, when the image has one) and should.
+fn serves(task: &bollard::models::Task) -> bool {
+    task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
+        && task.desired_state == Some(TaskState::RUNNING)
 }
 
 /// What the tasks of a service did, so each change is told once.
@@ -744,12 +746,9 @@ impl TaskWatch {
         }
     }
 
-    /// A task runs (after its health check, when the image has one) and should.
+    /// A task of `tasks` serves.
     fn serving(&self, tasks: &[bollard::models::Task]) -> bool {
-        tasks.iter().any(|t| {
-            t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
-                && t.desired_state == Some(TaskState::RUNNING)
-        })
+        tasks.iter().any(serves)
     }
 
     fn failed(&self) -> &[String] {

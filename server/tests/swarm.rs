@@ -143,6 +143,47 @@ impl Drop for Swarm {
     }
 }
 
+/// A Slipway node on the swarm: its edge on `edge_port`, named `node`.
+fn swarm_vars(registry: &str, edge_port: u16, node: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SLIPWAY_RUNTIME", "swarm".to_owned()),
+        ("SLIPWAY_REGISTRY", registry.to_owned()),
+        ("SLIPWAY_EDGE_HTTP_ADDR", format!("127.0.0.1:{edge_port}")),
+        ("SLIPWAY_NODE_NAME", node.to_owned()),
+        ("SLIPWAY_HEALTH_TIMEOUT_SECS", "60".to_owned()),
+    ]
+}
+
+/// Registers the app `name` (port 8080, and `extra`) from `repo`; answers its id.
+async fn create_app(server: &impl Api, name: &str, repo: &std::path::Path, extra: Value) -> i64 {
+    let mut body = json!({"name": name, "repo_url": repo.display().to_string(), "port": 8080});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let (status, app) = server.call("POST", "/api/apps", Some(body)).await;
+    assert_eq!(status, 201, "{app}");
+    app["id"].as_i64().expect("id")
+}
+
+/// Queues a deployment of `app` and reads its monitor until its new task is starting;
+/// answers the deployment and the monitor, still open.
+async fn until_task_starts(server: &impl Api, app: i64) -> (i64, common::Viewer) {
+    let (status, d) = server
+        .call("POST", "/api/deployments", Some(json!({"appId": app})))
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["id"].as_i64().expect("id");
+    let mut viewer = server.viewer(&format!("id={id}")).await;
+    while let Some(event) = viewer.next_event().await {
+        if let protocol::Event::Log { data, .. } = event
+            && data.line.contains(": starting")
+        {
+            break;
+        }
+    }
+    (id, viewer)
+}
+
 async fn log_of(server: &TestServer, id: i64) -> String {
     server
         .request("GET", &format!("/api/deployments/{id}/logs"), None)
@@ -164,34 +205,20 @@ async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
     let node = format!("swarm-test-{}", std::process::id());
     let swarm = Swarm::up(&dir, &[&node]);
     let port = free_port();
-    let server = TestServer::start_with_vars(
-        "swarm",
-        &[
-            ("SLIPWAY_RUNTIME", "swarm".to_owned()),
-            ("SLIPWAY_REGISTRY", swarm.registry.clone()),
-            ("SLIPWAY_EDGE_HTTP_ADDR", format!("127.0.0.1:{port}")),
-            ("SLIPWAY_NODE_NAME", node.clone()),
-            ("SLIPWAY_HEALTH_TIMEOUT_SECS", "60".to_owned()),
-        ],
-    )
-    .await;
+    let server =
+        TestServer::start_with_vars("swarm", &swarm_vars(&swarm.registry, port, &node)).await;
     let name = format!("swarm-{}", std::process::id() % 100_000);
     let host = format!("{name}.localhost");
     let service = format!("slipway-{name}");
     let edge = Edge::new(port, &[&host]);
     let repo = git_repo(&dir.join("repo"), &[("Dockerfile", &swarm_app(1, 8080))]);
-    let (status, app) = server
-        .json(
-            "POST",
-            "/api/apps",
-            Some(
-                json!({"name": name, "repo_url": repo.display().to_string(), "port": 8080,
-                        "memory_mb": 128, "cpus": 0.5}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{app}");
-    let id = app["id"].as_i64().expect("id");
+    let id = create_app(
+        &server,
+        &name,
+        &repo,
+        json!({"memory_mb": 128, "cpus": 0.5}),
+    )
+    .await;
 
     // The first deployment creates the service; the edge reaches it by name.
     let (first, end) = server.deploy(id).await;
@@ -295,19 +322,7 @@ async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
     // A deployment cancelled while its new task is still starting: Slipway asks Swarm to
     // roll back, and version 2 keeps serving.
     commit(&repo, "Dockerfile", &slow_app(4));
-    let (status, d) = server
-        .json("POST", "/api/deployments", Some(json!({"appId": id})))
-        .await;
-    assert_eq!(status, 201, "{d}");
-    let slow = d["id"].as_i64().expect("id");
-    let mut viewer = server.ws(&format!("id={slow}")).await;
-    while let Some(event) = viewer.next_event().await {
-        if let protocol::Event::Log { data, .. } = event
-            && data.line.contains(": starting")
-        {
-            break;
-        }
-    }
+    let (slow, viewer) = until_task_starts(&server, id).await;
     let (status, body) = server
         .request("POST", &format!("/api/deployments/{slow}/cancel"), None)
         .await;
@@ -429,28 +444,14 @@ async fn two_nodes_of_a_cluster_share_the_services_and_each_edge_serves_them() {
     let host = format!("{name}.localhost");
     for node in &names {
         let port = free_port();
-        let vars = [
-            ("DATABASE_URL", postgres.url.clone()),
-            ("SLIPWAY_RUNTIME", "swarm".to_owned()),
-            ("SLIPWAY_REGISTRY", swarm.registry.clone()),
-            ("SLIPWAY_EDGE_HTTP_ADDR", format!("127.0.0.1:{port}")),
-            ("SLIPWAY_NODE_NAME", node.clone()),
-            ("SLIPWAY_HEALTH_TIMEOUT_SECS", "60".to_owned()),
-        ];
+        let mut vars = swarm_vars(&swarm.registry, port, node);
+        vars.push(("DATABASE_URL", postgres.url.clone()));
         let addr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         nodes.push(Binary::start(&dir.join(node), addr, &vars).await);
         edges.push(Edge::new(port, &[&host]));
     }
     let repo = git_repo(&dir.join("repo"), &[("Dockerfile", &swarm_app(1, 8080))]);
-    let (status, app) = nodes[0]
-        .call(
-            "POST",
-            "/api/apps",
-            Some(json!({"name": name, "repo_url": repo.display().to_string(), "port": 8080})),
-        )
-        .await;
-    assert_eq!(status, 201, "{app}");
-    let id = app["id"].as_i64().expect("id");
+    let id = create_app(&nodes[0], &name, &repo, json!({})).await;
 
     // Whichever node runs it, one service; both nodes' edges reach it by name.
     let (_, end) = nodes[1].deploy(id).await;
@@ -508,13 +509,7 @@ async fn a_restart_during_an_update_rolls_the_service_back() {
     let node = format!("swarm-restart-{}", std::process::id());
     let swarm = Swarm::up(&dir, &[&node]);
     let port = free_port();
-    let vars = [
-        ("SLIPWAY_RUNTIME", "swarm".to_owned()),
-        ("SLIPWAY_REGISTRY", swarm.registry.clone()),
-        ("SLIPWAY_EDGE_HTTP_ADDR", format!("127.0.0.1:{port}")),
-        ("SLIPWAY_NODE_NAME", node.clone()),
-        ("SLIPWAY_HEALTH_TIMEOUT_SECS", "60".to_owned()),
-    ];
+    let vars = swarm_vars(&swarm.registry, port, &node);
     let data = dir.join("data");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let mut server = Binary::start(&data, addr, &vars).await;
@@ -523,33 +518,14 @@ async fn a_restart_during_an_update_rolls_the_service_back() {
     let service = format!("slipway-{name}");
     let edge = Edge::new(port, &[&host]);
     let repo = git_repo(&dir.join("repo"), &[("Dockerfile", &swarm_app(1, 8080))]);
-    let (status, app) = server
-        .call(
-            "POST",
-            "/api/apps",
-            Some(json!({"name": name, "repo_url": repo.display().to_string(), "port": 8080})),
-        )
-        .await;
-    assert_eq!(status, 201, "{app}");
-    let id = app["id"].as_i64().expect("id");
+    let id = create_app(&server, &name, &repo, json!({})).await;
     let (_, end) = server.deploy(id).await;
     assert_eq!(end.status, Status::Success, "{}", end.error_message);
 
     // `kill -9` while the new task is starting; Swarm would finish the update alone.
     commit(&repo, "Dockerfile", &slow_app(2));
-    let (status, d) = server
-        .call("POST", "/api/deployments", Some(json!({"appId": id})))
-        .await;
-    assert_eq!(status, 201, "{d}");
-    let slow = d["id"].as_i64().expect("id");
-    let mut viewer = server.ws(&format!("id={slow}")).await;
-    while let Some(event) = viewer.next_event().await {
-        if let protocol::Event::Log { data, .. } = event
-            && data.line.contains(": starting")
-        {
-            break;
-        }
-    }
+    let (slow, viewer) = until_task_starts(&server, id).await;
+    drop(viewer);
     server.child.kill().expect("kill -9");
     server.child.wait().expect("reaped");
     // The edge is a service: it serves on while Slipway is down.
