@@ -31,7 +31,7 @@ use engine::Engine;
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::future::Future;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// Largest request body the API reads.
@@ -229,10 +229,48 @@ pub async fn run(
     };
     // The peer's address: sign-in attempts are throttled per address.
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    axum::serve(accepting(listener), app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             closing.cancel();
         })
         .await
+}
+
+/// Connections as the server accepts them: Nagle's algorithm off (`TCP_NODELAY`). With it
+/// on, a frame written while the previous small one is unacknowledged waits for that
+/// acknowledgement: a round trip on a real network, plus the client's delayed-ACK timer
+/// (40 ms on Linux, up to 200 ms on Windows) when it holds its ACKs back. A live log is
+/// small frames, each wanted at once; large writes (a catch-up) go in 64 KiB pieces.
+fn accepting(listener: TcpListener) -> axum::serve::TapIo<TcpListener, fn(&mut TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn nodelay(tcp: &mut TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not turn Nagle's algorithm off");
+        }
+    }
+    listener.tap_io(nodelay as fn(&mut TcpStream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+
+    #[tokio::test]
+    async fn accepted_connections_send_small_frames_at_once() {
+        // The kernel's default is Nagle on, as a plain accept shows; ours turns it off.
+        let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = plain.local_addr().expect("address");
+        let (accepted, client) = tokio::join!(plain.accept(), TcpStream::connect(addr));
+        client.expect("connect");
+        let (plain_io, _) = accepted.expect("accept");
+        assert!(!plain_io.nodelay().expect("TCP_NODELAY"));
+
+        let mut ours = accepting(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        let addr = ours.local_addr().expect("address");
+        let (accepted, client) = tokio::join!(ours.accept(), TcpStream::connect(addr));
+        client.expect("connect");
+        assert!(accepted.0.nodelay().expect("TCP_NODELAY"));
+    }
 }
