@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn only_our_own_names_are_allowed() {
         let hosts = AllowedHosts::new(
-            "127.0.0.1:3000".parse().expect("addr"),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 3000)),
             Some("https://deploy.example.com"),
             &["ops.example.net".to_owned(), "10.0.0.7".to_owned()],
         );
@@ -141,7 +141,11 @@ mod tests {
         ] {
             assert!(!hosts.allows(bad), "{bad}");
         }
-        let v6 = AllowedHosts::new("[::]:3000".parse().expect("addr"), None, &[]);
+        let v6 = AllowedHosts::new(
+            std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 3000)),
+            None,
+            &[],
+        );
         assert!(v6.allows("[::]:3000"));
         assert!(v6.allows("[::1]:3000"));
     }
