@@ -412,22 +412,6 @@ async fn apps_run_as_services_updated_start_first_and_rolled_back_by_swarm() {
     assert_eq!(engine_state(), before, "the engine is left as it was");
 }
 
-/// Asks `edge` for `host` until it answers `body`, at most `limit`.
-async fn until_serves(edge: &Edge, host: &str, body: &str, limit: Duration) {
-    let began = Instant::now();
-    loop {
-        let answer = edge.get(host, "/").await;
-        if matches!(&answer, Ok((200, text)) if text.trim() == body) {
-            return;
-        }
-        assert!(
-            began.elapsed() < limit,
-            "{host} did not answer {body:?} within {limit:?}: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_of_a_cluster_share_the_services_and_each_edge_serves_them() {
     let _one = SWARM.lock().await;
@@ -457,7 +441,8 @@ async fn two_nodes_of_a_cluster_share_the_services_and_each_edge_serves_them() {
     let (_, end) = nodes[1].deploy(id).await;
     assert_eq!(end.status, Status::Success, "{}", end.error_message);
     for edge in &edges {
-        until_serves(edge, &host, "version 1", Duration::from_secs(10)).await;
+        edge.until_ok(&host, "version 1", Duration::from_secs(10))
+            .await;
     }
     commit(&repo, "Dockerfile", &swarm_app(2, 8080));
     let (_, end) = nodes[0].deploy(id).await;

@@ -111,14 +111,13 @@ impl Edge {
     pub async fn until_ok(&self, host: &str, body: &str, limit: Duration) -> Duration {
         let began = Instant::now();
         loop {
-            if let Ok((200, text)) = self.get(host, "/").await
-                && text.trim() == body
-            {
+            let answer = self.get(host, "/").await;
+            if matches!(&answer, Ok((200, text)) if text.trim() == body) {
                 return began.elapsed();
             }
             assert!(
                 began.elapsed() < limit,
-                "{host} did not answer {body:?} within {limit:?}"
+                "{host} did not answer {body:?} within {limit:?}: {answer:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
